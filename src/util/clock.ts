@@ -35,8 +35,6 @@ class SystemClock implements Clock {
       this.timers.delete(id);
       fn();
     }, Math.max(0, ms));
-    // Timers never keep the process alive on their own: shutdown is explicit.
-    t.unref();
     this.timers.set(id, t);
     return { id };
   }
