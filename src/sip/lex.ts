@@ -1,0 +1,164 @@
+/**
+ * Character-level helpers shared by the sub-parsers (RFC 3261 §25.1).
+ * All functions work on latin1 strings: one char per octet, so offsets are
+ * byte offsets.
+ */
+
+/** RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~". */
+const TOKEN = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z0-9\-.!%*_+`'~]/.test(ch)) TOKEN[c] = 1;
+}
+
+export function isTokenChar(code: number): boolean {
+  return TOKEN[code] === 1;
+}
+
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (TOKEN[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+export function isWs(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+/** Whitespace including the CR/LF left inside folded header values. */
+export function isLws(code: number): boolean {
+  return code === 32 || code === 9 || code === 13 || code === 10;
+}
+
+export function skipLws(s: string, i: number, end = s.length): number {
+  while (i < end && isLws(s.charCodeAt(i))) i++;
+  return i;
+}
+
+export function trimEndLws(s: string, start: number, end: number): number {
+  while (end > start && isLws(s.charCodeAt(end - 1))) end--;
+  return end;
+}
+
+/**
+ * Index just past the closing quote of a quoted-string starting at `i`
+ * (which must be the opening `"`), honouring quoted-pairs (`\x`).
+ * Returns -1 when the string never closes (RFC 4475 §3.1.2.6).
+ */
+export function skipQuoted(s: string, i: number, end = s.length): number {
+  for (let j = i + 1; j < end; j++) {
+    const c = s.charCodeAt(j);
+    if (c === 92 /* \ */) {
+      j++;
+      continue;
+    }
+    if (c === 34 /* " */) return j + 1;
+  }
+  return -1;
+}
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * Splits a header value at top-level commas: commas inside quoted strings
+ * and inside `<...>` do not separate values (RFC 3261 §7.3.1). Spans are
+ * trimmed of LWS. Returns undefined when a quote or angle bracket is left
+ * open, so the caller can report a malformed value.
+ */
+export function splitTopLevel(s: string, sep = 44 /* , */): Span[] | undefined {
+  const out: Span[] = [];
+  let start = 0;
+  let angle = false;
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 34) {
+      const j = skipQuoted(s, i, n);
+      if (j < 0) return undefined;
+      i = j - 1;
+    } else if (c === 60 /* < */) {
+      if (angle) return undefined;
+      angle = true;
+    } else if (c === 62 /* > */) {
+      angle = false;
+    } else if (c === sep && !angle) {
+      out.push(trimSpan(s, start, i));
+      start = i + 1;
+    }
+  }
+  if (angle) return undefined;
+  out.push(trimSpan(s, start, n));
+  return out;
+}
+
+function trimSpan(s: string, start: number, end: number): Span {
+  start = skipLws(s, start, end);
+  end = trimEndLws(s, start, end);
+  return { start, end };
+}
+
+export interface Param {
+  name: string;
+  /** null for a parameter without `=value` (e.g. bare `;rport`, `;lr`). */
+  value: string | null;
+}
+
+/**
+ * Parses `;name[=value]` generic parameters (RFC 3261 `generic-param`) from
+ * `s[i..end)`, which must start at a `;` or be empty. LWS is allowed around
+ * `;` and `=`. Returns undefined for an empty name or an unterminated quoted
+ * value (RFC 4475 §3.1.2.1).
+ */
+export function parseParams(s: string, i: number, end: number, out: Param[]): boolean {
+  i = skipLws(s, i, end);
+  while (i < end) {
+    if (s.charCodeAt(i) !== 59 /* ; */) return false;
+    i = skipLws(s, i + 1, end);
+    const nameStart = i;
+    while (i < end && isTokenChar(s.charCodeAt(i))) i++;
+    if (i === nameStart) return false;
+    const name = s.slice(nameStart, i);
+    i = skipLws(s, i, end);
+    let value: string | null = null;
+    if (i < end && s.charCodeAt(i) === 61 /* = */) {
+      i = skipLws(s, i + 1, end);
+      const vStart = i;
+      if (i < end && s.charCodeAt(i) === 34) {
+        const j = skipQuoted(s, i, end);
+        if (j < 0) return false;
+        i = j;
+      } else if (i < end && s.charCodeAt(i) === 91 /* [ */) {
+        // IPv6 reference, e.g. received=[2001:db8::9:255] (RFC 5118 §4.5).
+        const j = s.indexOf("]", i);
+        if (j < 0 || j >= end) return false;
+        i = j + 1;
+      } else {
+        while (i < end) {
+          const c = s.charCodeAt(i);
+          if (c === 59 || isLws(c)) break;
+          i++;
+        }
+      }
+      if (i === vStart) return false;
+      value = s.slice(vStart, i);
+      i = skipLws(s, i, end);
+    }
+    out.push({ name, value });
+  }
+  return true;
+}
+
+export function findParam(params: readonly Param[], name: string): Param | undefined {
+  for (const p of params) if (p.name.length === name.length && p.name.toLowerCase() === name) return p;
+  return undefined;
+}
+
+/** Unfolds header continuation lines (RFC 3261 §7.3.1) and trims. */
+export function unfold(raw: string): string {
+  let v = raw;
+  if (v.indexOf("\n") >= 0) v = v.replace(/\r?\n[ \t]+/g, " ");
+  return v.trim();
+}

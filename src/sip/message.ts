@@ -1,0 +1,346 @@
+import { canonicalName } from "./headers.js";
+import { splitTopLevel, unfold } from "./lex.js";
+import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
+import { parseViaList, type Via } from "./via.js";
+import type { SipUri } from "./uri.js";
+
+/** One header line as received (continuation lines included). */
+export interface HeaderField {
+  /** Lower-case long name ("via", "call-id"): compact forms are already mapped. */
+  readonly name: string;
+  /** The line(s) exactly as on the wire, without the final CRLF. */
+  readonly raw: string;
+  /** Offset in `raw` where the value starts (just after the colon). */
+  readonly valueStart: number;
+}
+
+export interface CSeq {
+  seq: number;
+  method: string;
+}
+
+/**
+ * A parsed SIP message that keeps its original bytes. Only what routing needs
+ * is parsed up front (see parse.ts); everything else is read from the raw
+ * header lines on first access. Rewrites touch only the lines they must, and
+ * an untouched message serializes to exactly the bytes it was parsed from.
+ */
+export class SipMessage {
+  /** The message as received (latin1: one char per octet), without trailing datagram junk. */
+  readonly raw: string;
+  private dirty = false;
+
+  startLine: string;
+  readonly isRequest: boolean;
+  /** Request method; for a response, the CSeq method. */
+  readonly method: string;
+  /** Request-URI text (requests only). */
+  requestUri: string;
+  /** Parsed Request-URI (requests only). */
+  uri: SipUri | undefined;
+  readonly status: number;
+  readonly reason: string;
+  headers: HeaderField[];
+  body: string;
+
+  /** The first Via value; kept current by the Via rewrites. */
+  topVia: Via;
+  maxForwards: number | undefined;
+  readonly callId: string;
+  readonly cseq: CSeq;
+  /** Content-Length as declared, or undefined when the header is absent. */
+  contentLength: number | undefined;
+
+  constructor(init: {
+    raw: string;
+    startLine: string;
+    isRequest: boolean;
+    method: string;
+    requestUri: string;
+    uri: SipUri | undefined;
+    status: number;
+    reason: string;
+    headers: HeaderField[];
+    body: string;
+    topVia: Via;
+    maxForwards: number | undefined;
+    callId: string;
+    cseq: CSeq;
+    contentLength: number | undefined;
+  }) {
+    this.raw = init.raw;
+    this.startLine = init.startLine;
+    this.isRequest = init.isRequest;
+    this.method = init.method;
+    this.requestUri = init.requestUri;
+    this.uri = init.uri;
+    this.status = init.status;
+    this.reason = init.reason;
+    this.headers = init.headers;
+    this.body = init.body;
+    this.topVia = init.topVia;
+    this.maxForwards = init.maxForwards;
+    this.callId = init.callId;
+    this.cseq = init.cseq;
+    this.contentLength = init.contentLength;
+  }
+
+  get modified(): boolean {
+    return this.dirty;
+  }
+
+  // ---- reading ----------------------------------------------------------
+
+  indexOf(name: string, from = 0): number {
+    const h = this.headers;
+    for (let i = from; i < h.length; i++) if (h[i]!.name === name) return i;
+    return -1;
+  }
+
+  has(name: string): boolean {
+    return this.indexOf(canonicalName(name)) >= 0;
+  }
+
+  /** Value of the first header with this name (any form of the name), unfolded and trimmed. */
+  get(name: string): string | undefined {
+    const i = this.indexOf(canonicalName(name));
+    return i < 0 ? undefined : headerValue(this.headers[i]!);
+  }
+
+  /** Values of every line with this name, one entry per line. */
+  getAll(name: string): string[] {
+    const n = canonicalName(name);
+    const out: string[] = [];
+    for (const h of this.headers) if (h.name === n) out.push(headerValue(h));
+    return out;
+  }
+
+  /** Every comma-separated element of a list header across all its lines. */
+  listValues(name: string): string[] {
+    const out: string[] = [];
+    for (const v of this.getAll(name)) {
+      const spans = splitTopLevel(v);
+      if (spans === undefined) {
+        out.push(v);
+        continue;
+      }
+      for (const sp of spans) if (sp.end > sp.start) out.push(v.slice(sp.start, sp.end));
+    }
+    return out;
+  }
+
+  /** True when an option tag is listed in Supported/Require/... (case-insensitive). */
+  hasOptionTag(header: string, tag: string): boolean {
+    const t = tag.toLowerCase();
+    for (const v of this.listValues(header)) if (v.toLowerCase() === t) return true;
+    return false;
+  }
+
+  /** All Via values, top first. Undefined when a Via line is malformed. */
+  vias(): Via[] | undefined {
+    const out: Via[] = [];
+    for (const h of this.headers) {
+      if (h.name !== "via") continue;
+      const r = parseViaList(headerValue(h));
+      if (!r.ok) return undefined;
+      out.push(...r.vias);
+    }
+    return out;
+  }
+
+  private nameAddrs(name: string): NameAddr[] | undefined {
+    const out: NameAddr[] = [];
+    for (const h of this.headers) {
+      if (h.name !== name) continue;
+      const r = parseNameAddrList(headerValue(h));
+      if (!r.ok) return undefined;
+      out.push(...r.values);
+    }
+    return out;
+  }
+
+  /** Route set, top first; undefined when malformed. */
+  routes(): NameAddr[] | undefined {
+    return this.nameAddrs("route");
+  }
+
+  recordRoutes(): NameAddr[] | undefined {
+    return this.nameAddrs("record-route");
+  }
+
+  paths(): NameAddr[] | undefined {
+    return this.nameAddrs("path");
+  }
+
+  contacts(): ContactList | undefined {
+    const all: NameAddr[] = [];
+    for (const h of this.headers) {
+      if (h.name !== "contact") continue;
+      const r = parseContact(headerValue(h));
+      if (!r.ok) return undefined;
+      if (r.value.star) return r.value;
+      all.push(...r.value.contacts);
+    }
+    return { star: false, contacts: all };
+  }
+
+  // ---- rewriting ----------------------------------------------------------
+
+  private touch(): void {
+    this.dirty = true;
+  }
+
+  /** Adds a Via above all others (RFC 3261 §16.6 step 8). */
+  prependVia(via: Via | string, viaValue?: string): void {
+    const value = typeof via === "string" ? via : (viaValue ?? via.raw);
+    const at = this.indexOf("via");
+    this.headers.splice(at < 0 ? 0 : at, 0, makeHeader("via", "Via", value));
+    if (typeof via !== "string") this.topVia = via;
+    else this.refreshTopVia();
+    this.touch();
+  }
+
+  /** Removes the first Via value, even when it shares a line with others (RFC 3261 §16.7 step 3). */
+  removeTopVia(): boolean {
+    const removed = this.removeFirstValue("via", "Via");
+    if (removed) this.refreshTopVia();
+    return removed;
+  }
+
+  private refreshTopVia(): void {
+    const i = this.indexOf("via");
+    if (i < 0) return;
+    const r = parseViaList(headerValue(this.headers[i]!));
+    if (r.ok && r.vias[0] !== undefined) this.topVia = r.vias[0];
+  }
+
+  setMaxForwards(n: number): void {
+    this.maxForwards = n;
+    this.setHeader("Max-Forwards", String(n));
+  }
+
+  /** Removes the first Route value, even inside a multi-value line (RFC 3261 §16.4). */
+  removeFirstRoute(): boolean {
+    return this.removeFirstValue("route", "Route");
+  }
+
+  /** Adds a Record-Route value above the existing ones (RFC 3261 §16.6 step 4). */
+  addRecordRoute(value: string): void {
+    this.insertBeforeFirst("record-route", "Record-Route", value);
+  }
+
+  /** Adds a Path value above the existing ones (RFC 3327 §5.1). */
+  addPath(value: string): void {
+    this.insertBeforeFirst("path", "Path", value);
+  }
+
+  /** Adds a Route value above the existing ones (pre-loaded route towards a target). */
+  addRoute(value: string): void {
+    this.insertBeforeFirst("route", "Route", value);
+  }
+
+  private insertBeforeFirst(name: string, wireName: string, value: string): void {
+    let at = this.indexOf(name);
+    if (at < 0) {
+      // No existing one: put it after the Via block so it reads naturally.
+      at = 0;
+      for (let i = 0; i < this.headers.length; i++) if (this.headers[i]!.name === "via") at = i + 1;
+    }
+    this.headers.splice(at, 0, makeHeader(name, wireName, value));
+    this.touch();
+  }
+
+  private removeFirstValue(name: string, wireName: string): boolean {
+    const i = this.indexOf(name);
+    if (i < 0) return false;
+    const h = this.headers[i]!;
+    const v = headerValue(h);
+    const spans = splitTopLevel(v);
+    if (spans === undefined || spans.length <= 1) {
+      this.headers.splice(i, 1);
+    } else {
+      const rest = v.slice(spans[1]!.start);
+      this.headers[i] = makeHeader(name, wireName, rest);
+    }
+    this.touch();
+    return true;
+  }
+
+  /** Appends a header line at the end of the header section. */
+  addHeader(wireName: string, value: string): void {
+    this.headers.push(makeHeader(canonicalName(wireName), wireName, value));
+    this.touch();
+  }
+
+  /** Replaces the first line with this name (and removes the others), or appends one. */
+  setHeader(wireName: string, value: string): void {
+    const name = canonicalName(wireName);
+    const i = this.indexOf(name);
+    if (i < 0) {
+      this.headers.push(makeHeader(name, wireName, value));
+    } else {
+      this.headers[i] = makeHeader(name, wireName, value);
+      for (let j = this.headers.length - 1; j > i; j--) if (this.headers[j]!.name === name) this.headers.splice(j, 1);
+    }
+    this.touch();
+  }
+
+  /** Removes every line with this name; returns how many were removed. */
+  removeHeader(wireName: string): number {
+    const name = canonicalName(wireName);
+    const before = this.headers.length;
+    this.headers = this.headers.filter((h) => h.name !== name);
+    const removed = before - this.headers.length;
+    if (removed > 0) this.touch();
+    return removed;
+  }
+
+  /** Replaces the Request-URI (RFC 3261 §16.6 step 2, or a rules rewrite). */
+  setRequestUri(uriText: string, parsed?: SipUri): void {
+    if (!this.isRequest) throw new Error("setRequestUri on a response");
+    this.requestUri = uriText;
+    this.uri = parsed;
+    this.startLine = `${this.method} ${uriText} SIP/2.0`;
+    this.touch();
+  }
+
+  /** Replaces the body and keeps Content-Length in step. */
+  setBody(body: string): void {
+    this.body = body;
+    this.contentLength = body.length;
+    this.setHeader("Content-Length", String(body.length));
+  }
+
+  /**
+   * Makes Content-Length match the body. Needed before a message parsed from
+   * a datagram without Content-Length goes out on a stream (RFC 3261 §18.3).
+   */
+  fixContentLength(): void {
+    if (this.contentLength === this.body.length) return;
+    this.contentLength = this.body.length;
+    this.setHeader("Content-Length", String(this.body.length));
+  }
+
+  // ---- serializing -------------------------------------------------------
+
+  toString(): string {
+    if (!this.dirty) return this.raw;
+    let s = this.startLine + "\r\n";
+    const h = this.headers;
+    for (let i = 0; i < h.length; i++) s += h[i]!.raw + "\r\n";
+    return s + "\r\n" + this.body;
+  }
+
+  toBuffer(): Buffer {
+    return Buffer.from(this.toString(), "latin1");
+  }
+}
+
+export function headerValue(h: HeaderField): string {
+  return unfold(h.raw.slice(h.valueStart));
+}
+
+export function makeHeader(name: string, wireName: string, value: string): HeaderField {
+  const raw = `${wireName}: ${value}`;
+  return { name, raw, valueStart: wireName.length + 1 };
+}

@@ -1,0 +1,329 @@
+import { canonicalName } from "./headers.js";
+import { isToken, isWs, trimEndLws, unfold } from "./lex.js";
+import { SipMessage, type CSeq, type HeaderField } from "./message.js";
+import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
+import { parseUri, type SipUri } from "./uri.js";
+import { parseViaList, type Via } from "./via.js";
+
+/** Limits enforced while reading (DESIGN.md §2.8). */
+export interface ParseLimits {
+  maxMessageBytes: number;
+  maxHeaders: number;
+  maxVias: number;
+  maxHeaderLineBytes: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ParseLimits> = Object.freeze({
+  maxMessageBytes: 65535,
+  maxHeaders: 128,
+  maxVias: 70,
+  maxHeaderLineBytes: 8192,
+});
+
+export type ParseErrorCode =
+  | "empty"
+  | "too-large"
+  | "bad-start-line"
+  | "bad-version"
+  | "bad-request-uri"
+  | "bad-status-code"
+  | "bad-header"
+  | "header-line-too-long"
+  | "too-many-headers"
+  | "too-many-vias"
+  | "bad-via"
+  | "missing-header"
+  | "duplicate-header"
+  | "bad-cseq"
+  | "cseq-method-mismatch"
+  | "bad-max-forwards"
+  | "bad-content-length"
+  | "content-length-mismatch"
+  | "content-length-exceeds"
+  | "missing-content-length"
+  | "bad-from-to"
+  | "bad-contact";
+
+/**
+ * Bad input as a value (DESIGN.md §5.3). `status` is the response a request
+ * deserves when one can be formed (400, 505, 513); responses in error are
+ * dropped by the caller. `headers` holds whatever header lines were split
+ * before the error, so a 400 can copy Via/From/To/Call-ID/CSeq.
+ */
+export interface ParseError {
+  ok: false;
+  code: ParseErrorCode;
+  reason: string;
+  offset: number;
+  status: number;
+  isRequest: boolean | undefined;
+  method: string | undefined;
+  headers: HeaderField[];
+}
+
+export type ParseResult = { ok: true; message: SipMessage; trailingBytes: number } | ParseError;
+
+export interface ParseOptions {
+  limits?: ParseLimits;
+  /**
+   * True for a message framed from a stream: Content-Length is mandatory
+   * (RFC 3261 §18.3). On a datagram a missing Content-Length means "the rest".
+   */
+  stream?: boolean;
+}
+
+const MAX_UINT32 = 4294967295;
+
+class Fail {
+  constructor(
+    readonly code: ParseErrorCode,
+    readonly reason: string,
+    readonly offset: number,
+    readonly status = 400,
+  ) {}
+}
+
+/**
+ * Parses one SIP message from a datagram or a framed stream message.
+ * Never throws on bad input.
+ */
+export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseResult {
+  const limits = opts.limits ?? DEFAULT_LIMITS;
+  const s = typeof input === "string" ? input : input.toString("latin1");
+  const n = s.length;
+  const headers: HeaderField[] = [];
+  let isRequest: boolean | undefined;
+  let method: string | undefined;
+  const err = (f: Fail): ParseError => ({
+    ok: false,
+    code: f.code,
+    reason: f.reason,
+    offset: f.offset,
+    status: f.status,
+    isRequest,
+    method,
+    headers,
+  });
+
+  if (n > limits.maxMessageBytes) {
+    return err(new Fail("too-large", `message of ${n} bytes exceeds ${limits.maxMessageBytes}`, limits.maxMessageBytes, 513));
+  }
+  // RFC 3261 §7.5: CRLFs before the start line are ignored.
+  let start = 0;
+  while (start + 1 < n && s.charCodeAt(start) === 13 && s.charCodeAt(start + 1) === 10) start += 2;
+  if (start >= n) return err(new Fail("empty", "no message", start));
+
+  let lineEnd = s.indexOf("\r\n", start);
+  if (lineEnd < 0) lineEnd = n;
+  if (lineEnd - start > limits.maxHeaderLineBytes) {
+    return err(new Fail("header-line-too-long", "start line too long", start));
+  }
+  const startLine = s.slice(start, lineEnd);
+
+  // ---- start line -------------------------------------------------------
+  let startFail: Fail | undefined;
+  let requestUri = "";
+  let uri: SipUri | undefined;
+  let status = 0;
+  let reason = "";
+  if (startLine.startsWith("SIP/")) {
+    isRequest = false;
+    const sp1 = startLine.indexOf(" ");
+    const sp2 = sp1 < 0 ? -1 : startLine.indexOf(" ", sp1 + 1);
+    const codeText = sp1 < 0 ? "" : startLine.slice(sp1 + 1, sp2 < 0 ? startLine.length : sp2);
+    if (sp1 < 0 || !/^[1-6][0-9][0-9]$/.test(codeText)) {
+      startFail = new Fail("bad-status-code", "status code is not 100-699", start + sp1 + 1);
+    } else if (startLine.slice(0, sp1) !== "SIP/2.0") {
+      startFail = new Fail("bad-version", "unsupported SIP version", start, 505);
+    } else {
+      status = Number(codeText);
+      reason = sp2 < 0 ? "" : startLine.slice(sp2 + 1);
+    }
+  } else {
+    isRequest = true;
+    // Exactly one SP between the three elements and none at the end
+    // (RFC 3261 §7.1; RFC 4475 §3.1.2.8–3.1.2.10).
+    const parts = startLine.split(" ");
+    method = parts[0];
+    if (parts.length !== 3 || method === undefined || !isToken(method) || parts[1] === "" || parts[2] === "") {
+      startFail = new Fail("bad-start-line", "malformed Request-Line", start);
+    } else {
+      requestUri = parts[1]!;
+      const version = parts[2]!;
+      if (version !== "SIP/2.0") {
+        startFail = /^SIP\/[0-9]+\.[0-9]+$/.test(version)
+          ? new Fail("bad-version", `unsupported version ${version}`, start + startLine.length - version.length, 505)
+          : new Fail("bad-start-line", "malformed SIP-Version", start);
+      } else {
+        const u = parseUri(requestUri);
+        if (!u.ok) {
+          startFail = new Fail("bad-request-uri", `Request-URI: ${u.reason}`, start + method.length + 1);
+        } else if (u.uri.headers !== undefined) {
+          // Headers are not allowed in a Request-URI (RFC 3261 §19.1.5; RFC 4475 §3.1.2.11).
+          startFail = new Fail("bad-request-uri", "Request-URI carries headers", start + method.length + 1);
+        } else {
+          uri = u.uri;
+        }
+      }
+    }
+  }
+
+  // ---- header lines -------------------------------------------------------
+  let pos = lineEnd + 2;
+  let bodyStart = n;
+  let viaCount = 0;
+  let topVia: Via | undefined;
+  let maxForwards: number | undefined;
+  let callId: string | undefined;
+  let cseq: CSeq | undefined;
+  let contentLength: number | undefined;
+  let seenFrom = false;
+  let seenTo = false;
+  try {
+    for (;;) {
+      if (pos >= n) {
+        // Datagram without the empty line that ends the headers: tolerated
+        // (RFC 5118 §4.10 messages are archived that way); no body.
+        bodyStart = n;
+        break;
+      }
+      let eol = s.indexOf("\r\n", pos);
+      if (eol === pos) {
+        bodyStart = pos + 2;
+        break;
+      }
+      if (eol < 0) eol = n;
+      // Continuation lines start with SP or HT (RFC 3261 §7.3.1).
+      let end = eol;
+      while (end + 2 < n && isWs(s.charCodeAt(end + 2))) {
+        const e2 = s.indexOf("\r\n", end + 2);
+        end = e2 < 0 ? n : e2;
+      }
+      if (end - pos > limits.maxHeaderLineBytes) throw new Fail("header-line-too-long", "header line too long", pos);
+      const colon = s.indexOf(":", pos);
+      if (colon < 0 || colon > end) throw new Fail("bad-header", "header line without ':'", pos);
+      const wireName = s.slice(pos, trimEndLws(s, pos, colon));
+      if (!isToken(wireName)) throw new Fail("bad-header", "malformed header name", pos);
+      const name = canonicalName(wireName);
+      const h: HeaderField = { name, raw: s.slice(pos, end), valueStart: colon - pos + 1 };
+      headers.push(h);
+      if (headers.length > limits.maxHeaders) throw new Fail("too-many-headers", `more than ${limits.maxHeaders} header lines`, pos);
+      switch (name) {
+        case "via": {
+          // Counting commas over-counts quoted ones; fine for a limit.
+          viaCount += 1 + countChar(h.raw, 44, h.valueStart);
+          if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
+          if (topVia === undefined) {
+            const r = parseViaList(unfold(h.raw.slice(h.valueStart)));
+            if (!r.ok) throw new Fail("bad-via", r.reason, pos);
+            topVia = r.vias[0];
+          }
+          break;
+        }
+        case "max-forwards": {
+          if (maxForwards !== undefined) throw new Fail("duplicate-header", "more than one Max-Forwards", pos);
+          const v = unfold(h.raw.slice(h.valueStart));
+          if (!/^[0-9]{1,10}$/.test(v)) throw new Fail("bad-max-forwards", "Max-Forwards is not a number", pos);
+          // Above 255 is out of range (RFC 3261 §20.22): clamp rather than
+          // loosen loop protection (RFC 4475 §3.1.2.4).
+          maxForwards = Math.min(Number(v), 255);
+          break;
+        }
+        case "call-id": {
+          if (callId !== undefined) throw new Fail("duplicate-header", "more than one Call-ID", pos);
+          callId = unfold(h.raw.slice(h.valueStart));
+          if (callId.length === 0) throw new Fail("bad-header", "empty Call-ID", pos);
+          break;
+        }
+        case "cseq": {
+          if (cseq !== undefined) throw new Fail("duplicate-header", "more than one CSeq", pos);
+          const m = /^([0-9]+)[ \t]+(\S+)$/.exec(unfold(h.raw.slice(h.valueStart)));
+          if (m === null || !isToken(m[2]!)) throw new Fail("bad-cseq", "malformed CSeq", pos);
+          const seq = m[1]!.length > 10 ? Infinity : Number(m[1]);
+          if (seq > MAX_UINT32) throw new Fail("bad-cseq", "CSeq number exceeds 2^32-1", pos);
+          cseq = { seq, method: m[2]! };
+          break;
+        }
+        case "content-length": {
+          const v = unfold(h.raw.slice(h.valueStart));
+          if (!/^[0-9]{1,10}$/.test(v)) throw new Fail("bad-content-length", "Content-Length is not a non-negative number", pos);
+          const cl = Number(v);
+          // Two different values leave framing undefined (RFC 4475 §3.3.9).
+          if (contentLength !== undefined && contentLength !== cl) throw new Fail("content-length-mismatch", "conflicting Content-Length values", pos);
+          contentLength = cl;
+          break;
+        }
+        case "from":
+        case "to": {
+          if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
+          if (name === "from") seenFrom = true;
+          else seenTo = true;
+          const problem = quickCheckNameAddr(unfold(h.raw.slice(h.valueStart)));
+          if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
+          break;
+        }
+        default:
+          break;
+      }
+      pos = end + 2;
+    }
+    if (startFail !== undefined) throw startFail;
+    if (topVia === undefined) throw new Fail("missing-header", "no Via", start);
+    if (callId === undefined) throw new Fail("missing-header", "no Call-ID", start);
+    if (cseq === undefined) throw new Fail("missing-header", "no CSeq", start);
+    if (!seenFrom) throw new Fail("missing-header", "no From", start);
+    if (!seenTo) throw new Fail("missing-header", "no To", start);
+    if (isRequest) {
+      if (cseq.method !== method) throw new Fail("cseq-method-mismatch", "CSeq method does not match the request method", start);
+      if (method === "REGISTER") {
+        for (const h of headers) {
+          if (h.name !== "contact") continue;
+          const r = parseContact(unfold(h.raw.slice(h.valueStart)));
+          if (!r.ok) throw new Fail("bad-contact", `Contact: ${r.reason}`, start);
+        }
+      }
+    }
+  } catch (e) {
+    if (e instanceof Fail) return err(e);
+    throw e;
+  }
+
+  // ---- body ---------------------------------------------------------------
+  const available = n - bodyStart;
+  let bodyEnd: number;
+  if (contentLength === undefined) {
+    if (opts.stream === true) return err(new Fail("missing-content-length", "no Content-Length on a stream", start));
+    bodyEnd = n; // RFC 3261 §18.3: on a datagram the body is the rest.
+  } else {
+    if (contentLength > available) {
+      return err(new Fail("content-length-exceeds", `Content-Length ${contentLength} exceeds the ${available} bytes present`, bodyStart));
+    }
+    // Octets after Content-Length in a datagram are discarded (RFC 4475 §3.1.1.8).
+    bodyEnd = bodyStart + contentLength;
+  }
+
+  const message = new SipMessage({
+    raw: start === 0 && bodyEnd === n ? s : s.slice(start, bodyEnd),
+    startLine,
+    isRequest,
+    method: isRequest ? method! : cseq!.method,
+    requestUri,
+    uri,
+    status,
+    reason,
+    headers,
+    body: s.slice(bodyStart, bodyEnd),
+    topVia: topVia!,
+    maxForwards,
+    callId: callId!,
+    cseq: cseq!,
+    contentLength,
+  });
+  return { ok: true, message, trailingBytes: n - bodyEnd };
+}
+
+function countChar(s: string, code: number, from: number): number {
+  let c = 0;
+  for (let i = from; i < s.length; i++) if (s.charCodeAt(i) === code) c++;
+  return c;
+}
