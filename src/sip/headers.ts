@@ -77,6 +77,31 @@ for (const [k, v] of Object.entries(COMPACT)) {
   EXACT.set(k.toUpperCase(), v);
 }
 
+/**
+ * Lower-case long name of the header whose name occupies `s[start..end)`,
+ * found without slicing the name out: candidates are bucketed by length and
+ * compared case-insensitively in place. Returns undefined for names not in
+ * the table (the caller then slices and lower-cases).
+ */
+const BY_LENGTH: string[][] = [];
+for (const name of new Set([...COMMON.map((n) => n.toLowerCase()), ...Object.keys(COMPACT)])) {
+  (BY_LENGTH[name.length] ??= []).push(name);
+}
+
+export function lookupNameAt(s: string, start: number, end: number): string | undefined {
+  const bucket = BY_LENGTH[end - start];
+  if (bucket === undefined) return undefined;
+  outer: for (const cand of bucket) {
+    for (let i = 0; i < cand.length; i++) {
+      let c = s.charCodeAt(start + i);
+      if (c >= 65 && c <= 90) c |= 0x20;
+      if (c !== cand.charCodeAt(i)) continue outer;
+    }
+    return COMPACT[cand] ?? cand;
+  }
+  return undefined;
+}
+
 /** Lower-case long name for a header name as it appeared on the wire. */
 export function canonicalName(wire: string): string {
   const hit = EXACT.get(wire);

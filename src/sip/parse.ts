@@ -1,5 +1,5 @@
-import { canonicalName } from "./headers.js";
-import { isToken, isWs, trimEndLws, unfold } from "./lex.js";
+import { canonicalName, lookupNameAt } from "./headers.js";
+import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
 import { SipMessage, type CSeq, type HeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
@@ -94,29 +94,19 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   const headers: HeaderField[] = [];
   let isRequest: boolean | undefined;
   let method: string | undefined;
-  const err = (f: Fail): ParseError => ({
-    ok: false,
-    code: f.code,
-    reason: f.reason,
-    offset: f.offset,
-    status: f.status,
-    isRequest,
-    method,
-    headers,
-  });
 
   if (n > limits.maxMessageBytes) {
-    return err(new Fail("too-large", `message of ${n} bytes exceeds ${limits.maxMessageBytes}`, limits.maxMessageBytes, 513));
+    return toError(new Fail("too-large", `message of ${n} bytes exceeds ${limits.maxMessageBytes}`, limits.maxMessageBytes, 513), undefined, undefined, headers);
   }
   // RFC 3261 §7.5: CRLFs before the start line are ignored.
   let start = 0;
   while (start + 1 < n && s.charCodeAt(start) === 13 && s.charCodeAt(start + 1) === 10) start += 2;
-  if (start >= n) return err(new Fail("empty", "no message", start));
+  if (start >= n) return toError(new Fail("empty", "no message", start), undefined, undefined, headers);
 
   let lineEnd = s.indexOf("\r\n", start);
   if (lineEnd < 0) lineEnd = n;
   if (lineEnd - start > limits.maxHeaderLineBytes) {
-    return err(new Fail("header-line-too-long", "start line too long", start));
+    return toError(new Fail("header-line-too-long", "start line too long", start), undefined, undefined, headers);
   }
   const startLine = s.slice(start, lineEnd);
 
@@ -143,13 +133,14 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     isRequest = true;
     // Exactly one SP between the three elements and none at the end
     // (RFC 3261 §7.1; RFC 4475 §3.1.2.8–3.1.2.10).
-    const parts = startLine.split(" ");
-    method = parts[0];
-    if (parts.length !== 3 || method === undefined || !isToken(method) || parts[1] === "" || parts[2] === "") {
+    const sp1 = startLine.indexOf(" ");
+    const sp2 = sp1 < 0 ? -1 : startLine.indexOf(" ", sp1 + 1);
+    method = sp1 < 0 ? startLine : startLine.slice(0, sp1);
+    if (sp1 <= 0 || sp2 < 0 || sp2 === sp1 + 1 || sp2 === startLine.length - 1 || startLine.indexOf(" ", sp2 + 1) >= 0 || !isToken(method)) {
       startFail = new Fail("bad-start-line", "malformed Request-Line", start);
     } else {
-      requestUri = parts[1]!;
-      const version = parts[2]!;
+      requestUri = startLine.slice(sp1 + 1, sp2);
+      const version = startLine.slice(sp2 + 1);
       if (version !== "SIP/2.0") {
         startFail = /^SIP\/[0-9]+\.[0-9]+$/.test(version)
           ? new Fail("bad-version", `unsupported version ${version}`, start + startLine.length - version.length, 505)
@@ -202,19 +193,25 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       if (end - pos > limits.maxHeaderLineBytes) throw new Fail("header-line-too-long", "header line too long", pos);
       const colon = s.indexOf(":", pos);
       if (colon < 0 || colon > end) throw new Fail("bad-header", "header line without ':'", pos);
-      const wireName = s.slice(pos, trimEndLws(s, pos, colon));
-      if (!isToken(wireName)) throw new Fail("bad-header", "malformed header name", pos);
-      const name = canonicalName(wireName);
+      const nameEnd = trimEndLws(s, pos, colon);
+      let name = lookupNameAt(s, pos, nameEnd);
+      if (name === undefined) {
+        const wireName = s.slice(pos, nameEnd);
+        if (!isToken(wireName)) throw new Fail("bad-header", "malformed header name", pos);
+        name = canonicalName(wireName);
+      }
+      const folded = end !== eol;
       const h: HeaderField = { name, raw: s.slice(pos, end), valueStart: colon - pos + 1 };
       headers.push(h);
       if (headers.length > limits.maxHeaders) throw new Fail("too-many-headers", `more than ${limits.maxHeaders} header lines`, pos);
       switch (name) {
         case "via": {
           // Counting commas over-counts quoted ones; fine for a limit.
-          viaCount += 1 + countChar(h.raw, 44, h.valueStart);
+          viaCount += 1 + countChar(s, 44, colon + 1, end);
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined) {
-            const r = parseViaList(unfold(h.raw.slice(h.valueStart)));
+            const v = folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end);
+            const r = parseViaList(v);
             if (!r.ok) throw new Fail("bad-via", r.reason, pos);
             topVia = r.vias[0];
           }
@@ -222,32 +219,27 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
         }
         case "max-forwards": {
           if (maxForwards !== undefined) throw new Fail("duplicate-header", "more than one Max-Forwards", pos);
-          const v = unfold(h.raw.slice(h.valueStart));
-          if (!/^[0-9]{1,10}$/.test(v)) throw new Fail("bad-max-forwards", "Max-Forwards is not a number", pos);
+          const v = readUint(s, colon + 1, end);
+          if (v < 0) throw new Fail("bad-max-forwards", "Max-Forwards is not a number", pos);
           // Above 255 is out of range (RFC 3261 §20.22): clamp rather than
           // loosen loop protection (RFC 4475 §3.1.2.4).
-          maxForwards = Math.min(Number(v), 255);
+          maxForwards = Math.min(v, 255);
           break;
         }
         case "call-id": {
           if (callId !== undefined) throw new Fail("duplicate-header", "more than one Call-ID", pos);
-          callId = unfold(h.raw.slice(h.valueStart));
+          callId = folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(skipLws(s, colon + 1, end), trimEndLws(s, colon + 1, end));
           if (callId.length === 0) throw new Fail("bad-header", "empty Call-ID", pos);
           break;
         }
         case "cseq": {
           if (cseq !== undefined) throw new Fail("duplicate-header", "more than one CSeq", pos);
-          const m = /^([0-9]+)[ \t]+(\S+)$/.exec(unfold(h.raw.slice(h.valueStart)));
-          if (m === null || !isToken(m[2]!)) throw new Fail("bad-cseq", "malformed CSeq", pos);
-          const seq = m[1]!.length > 10 ? Infinity : Number(m[1]);
-          if (seq > MAX_UINT32) throw new Fail("bad-cseq", "CSeq number exceeds 2^32-1", pos);
-          cseq = { seq, method: m[2]! };
+          cseq = readCSeq(s, colon + 1, end, pos);
           break;
         }
         case "content-length": {
-          const v = unfold(h.raw.slice(h.valueStart));
-          if (!/^[0-9]{1,10}$/.test(v)) throw new Fail("bad-content-length", "Content-Length is not a non-negative number", pos);
-          const cl = Number(v);
+          const cl = readUint(s, colon + 1, end);
+          if (cl < 0) throw new Fail("bad-content-length", "Content-Length is not a non-negative number", pos);
           // Two different values leave framing undefined (RFC 4475 §3.3.9).
           if (contentLength !== undefined && contentLength !== cl) throw new Fail("content-length-mismatch", "conflicting Content-Length values", pos);
           contentLength = cl;
@@ -258,7 +250,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
           if (name === "from") seenFrom = true;
           else seenTo = true;
-          const problem = quickCheckNameAddr(unfold(h.raw.slice(h.valueStart)));
+          const problem = quickCheckNameAddr(folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end));
           if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
           break;
         }
@@ -284,7 +276,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       }
     }
   } catch (e) {
-    if (e instanceof Fail) return err(e);
+    if (e instanceof Fail) return toError(e, isRequest, method, headers);
     throw e;
   }
 
@@ -292,11 +284,11 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   const available = n - bodyStart;
   let bodyEnd: number;
   if (contentLength === undefined) {
-    if (opts.stream === true) return err(new Fail("missing-content-length", "no Content-Length on a stream", start));
+    if (opts.stream === true) return toError(new Fail("missing-content-length", "no Content-Length on a stream", start), isRequest, method, headers);
     bodyEnd = n; // RFC 3261 §18.3: on a datagram the body is the rest.
   } else {
     if (contentLength > available) {
-      return err(new Fail("content-length-exceeds", `Content-Length ${contentLength} exceeds the ${available} bytes present`, bodyStart));
+      return toError(new Fail("content-length-exceeds", `Content-Length ${contentLength} exceeds the ${available} bytes present`, bodyStart), isRequest, method, headers);
     }
     // Octets after Content-Length in a datagram are discarded (RFC 4475 §3.1.1.8).
     bodyEnd = bodyStart + contentLength;
@@ -322,8 +314,53 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   return { ok: true, message, trailingBytes: n - bodyEnd };
 }
 
-function countChar(s: string, code: number, from: number): number {
+function toError(f: Fail, isRequest: boolean | undefined, method: string | undefined, headers: HeaderField[]): ParseError {
+  return { ok: false, code: f.code, reason: f.reason, offset: f.offset, status: f.status, isRequest, method, headers };
+}
+
+function countChar(s: string, code: number, from: number, end: number): number {
+  const ch = String.fromCharCode(code);
   let c = 0;
-  for (let i = from; i < s.length; i++) if (s.charCodeAt(i) === code) c++;
+  for (let i = s.indexOf(ch, from); i >= 0 && i < end; i = s.indexOf(ch, i + 1)) c++;
   return c;
+}
+
+/**
+ * Reads an unsigned decimal in `s[from..end)` surrounded by optional LWS
+ * (folded lines included). Returns -1 when it is not one, or when it exceeds
+ * 2^32-1 (RFC 4475 §3.1.2.4): no regex, no substring on the hot path.
+ */
+function readUint(s: string, from: number, end: number): number {
+  let i = skipLws(s, from, end);
+  const st = i;
+  let v = 0;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    v = v * 10 + (c - 48);
+    i++;
+  }
+  if (i === st || i - st > 10 || v > MAX_UINT32) return -1;
+  return skipLws(s, i, end) === end ? v : -1;
+}
+
+/** CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16), read in place. */
+function readCSeq(s: string, from: number, end: number, pos: number): CSeq {
+  let i = skipLws(s, from, end);
+  const st = i;
+  let seq = 0;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + (c - 48);
+    i++;
+  }
+  if (i === st) throw new Fail("bad-cseq", "malformed CSeq", pos);
+  if (i - st > 10 || seq > MAX_UINT32) throw new Fail("bad-cseq", "CSeq number exceeds 2^32-1", pos);
+  const ms = skipLws(s, i, end);
+  if (ms === i) throw new Fail("bad-cseq", "malformed CSeq", pos);
+  const me = trimEndLws(s, ms, end);
+  const method = s.slice(ms, me);
+  if (!isToken(method)) throw new Fail("bad-cseq", "malformed CSeq method", pos);
+  return { seq, method };
 }

@@ -41,8 +41,10 @@ export function parseUri(raw: string): UriResult {
   for (let i = 0; i < raw.length; i++) {
     if (isLws(raw.charCodeAt(i))) return fail("whitespace inside URI");
   }
-  const scheme = raw.slice(0, colon).toLowerCase();
-  if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) return fail("bad URI scheme");
+  // Fast path for the schemes seen on nearly every message.
+  const scheme =
+    colon === 3 && raw.startsWith("sip") ? "sip" : colon === 4 && raw.startsWith("sips") ? "sips" : raw.slice(0, colon).toLowerCase();
+  if (scheme !== "sip" && scheme !== "sips" && !/^[a-z][a-z0-9+.-]*$/.test(scheme)) return fail("bad URI scheme");
   if (scheme === "sip" || scheme === "sips") return parseSipUri(raw, scheme, colon + 1);
   if (scheme === "tel") return parseTelUri(raw, colon + 1);
   if (colon + 1 >= raw.length) return fail("empty URI");

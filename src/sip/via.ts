@@ -71,7 +71,7 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
       i++;
     }
     host = s.slice(hs, i);
-    if (!/^[A-Za-z0-9\-._]+$/.test(host)) return fail("Via: bad sent-by host");
+    if (!isHostname(host)) return fail("Via: bad sent-by host");
   }
   let port: number | undefined;
   const beforeColon = skipLws(s, i, end);
@@ -118,8 +118,22 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
   };
 }
 
+const HOST_CHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) if (/[A-Za-z0-9\-._]/.test(String.fromCharCode(c))) HOST_CHAR[c] = 1;
+
+function isHostname(h: string): boolean {
+  if (h.length === 0) return false;
+  for (let i = 0; i < h.length; i++) if (HOST_CHAR[h.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
 /** Parses every value of a (possibly multi-value) Via header line. */
 export function parseViaList(value: string): { ok: true; vias: Via[] } | { ok: false; reason: string } {
+  if (value.indexOf(",") < 0) {
+    // The common case, one value per line: no splitting pass.
+    const r = parseViaValue(value, 0, value.length);
+    return r.ok ? { ok: true, vias: [r.via] } : r;
+  }
   const spans = splitTopLevel(value);
   if (spans === undefined) return { ok: false, reason: "Via: unbalanced quotes" };
   const vias: Via[] = [];
