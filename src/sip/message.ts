@@ -207,6 +207,21 @@ export class SipMessage {
     return removed;
   }
 
+  /**
+   * Replaces the first Via value (e.g. to add `received`/`rport`, RFC 3581
+   * §4), keeping any further values that share its line.
+   */
+  replaceTopVia(via: Via): void {
+    const i = this.indexOf("via");
+    if (i < 0) return;
+    const v = headerValue(this.headers[i]!);
+    const spans = splitTopLevel(v);
+    const rest = spans !== undefined && spans.length > 1 ? `, ${v.slice(spans[1]!.start)}` : "";
+    this.headers[i] = makeHeader("via", "Via", via.raw + rest);
+    this.topVia = via;
+    this.touch();
+  }
+
   private refreshTopVia(): void {
     const i = this.indexOf("via");
     if (i < 0) return;

@@ -3,7 +3,7 @@
  * data): for each message, the verdict a proxy must reach, the fields it must
  * extract, and byte-exact serialization of the untouched message.
  */
-import t from "tap";
+import t, { type Test } from "tap";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse, type ParseErrorCode } from "../../src/sip/parse.js";
@@ -22,7 +22,7 @@ type Expect =
       contentLength?: number | undefined;
       callId?: string;
       trailing?: number;
-      check?: (m: import("../../src/sip/message.js").SipMessage, tt: typeof t) => void;
+      check?: (m: import("../../src/sip/message.js").SipMessage, tt: Test) => void;
     }
   | { verdict: "reject"; code: ParseErrorCode; status: number; request: boolean };
 
@@ -325,7 +325,7 @@ function wireForm5118(bytes: string): string {
   return crlf.slice(0, sep + 4).replace(/(Content-Length|l)\s*:\s*\d+/i, `Content-Length: ${body.length}`) + body;
 }
 
-function runTable(tt: typeof t, dir: string, table: Record<string, Expect>, transform: (s: string) => string): void {
+function runTable(tt: Test, dir: string, table: Record<string, Expect>, transform: (s: string) => string): void {
   const files = readdirSync(dir).filter((f) => f.endsWith(".dat")).sort();
   tt.same(Object.keys(table).sort(), files, "every corpus file has a verdict");
   for (const f of files) {

@@ -1,0 +1,66 @@
+import type { SipMessage } from "../sip/message.js";
+import { MAGIC_COOKIE } from "../sip/via.js";
+
+/**
+ * Our branch prefix: the magic cookie plus a marker, so a response or a
+ * looped request carrying our Via is recognised cheaply.
+ */
+export const EDGE_BRANCH_PREFIX = `${MAGIC_COOKIE}-sE`;
+
+/**
+ * Stateless branch derivation (RFC 3261 §16.11): a retransmission of a
+ * request, its CANCEL and the ACK for a non-2xx final response all carry the
+ * incoming top Via branch of the INVITE, so they all map to the same branch
+ * here and reach the same transaction downstream.
+ *
+ * With an RFC 3261 branch the input is that branch plus the sent-by (branch
+ * uniqueness is only guaranteed per sender). An RFC 2543 request (no magic
+ * cookie) has no usable branch, so the hash covers what §16.11 lists instead:
+ * To tag, From tag, Call-ID, Request-URI, top Via and CSeq number.
+ */
+export function deriveBranch(m: SipMessage): string {
+  const via = m.topVia;
+  const branch = via.branch;
+  let input: string;
+  if (branch !== undefined && branch.startsWith(MAGIC_COOKIE) && branch.length > MAGIC_COOKIE.length) {
+    input = `${branch}|${via.host}|${via.port ?? ""}`;
+  } else {
+    // The To tag is left out: the ACK of a non-2xx carries one that its
+    // INVITE did not, and both must map to the same branch.
+    input = `${m.get("From") ?? ""}|${m.callId}|${m.requestUri}|${via.raw}|${m.cseq.seq}`;
+  }
+  return EDGE_BRANCH_PREFIX + hash96(input);
+}
+
+/**
+ * A fast non-cryptographic 96-bit hash (three FNV-1a lanes with different
+ * offsets and a final avalanche). Branches need uniqueness, not secrecy, and
+ * this runs once per forwarded request.
+ */
+export function hash96(s: string): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  let c = 0x27d4eb2f;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s.charCodeAt(i);
+    a = Math.imul(a ^ ch, 0x01000193);
+    b = Math.imul(b ^ ch, 0x5bd1e995);
+    c = Math.imul(c ^ ch, 0x85ebca6b);
+  }
+  a = fmix(a ^ s.length);
+  b = fmix(b ^ a);
+  c = fmix(c ^ b);
+  return (a >>> 0).toString(36) + (b >>> 0).toString(36) + (c >>> 0).toString(36);
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+export function isEdgeBranch(branch: string | undefined): boolean {
+  return branch !== undefined && branch.startsWith(EDGE_BRANCH_PREFIX);
+}

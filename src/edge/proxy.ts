@@ -1,0 +1,455 @@
+import type { Logger } from "pino";
+import type { SipMessage } from "../sip/message.js";
+import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
+import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
+import { hostRef, type SipUri } from "../sip/uri.js";
+import { responseTarget } from "../sip/via.js";
+import type { Counters } from "../util/counters.js";
+import { deriveBranch, isEdgeBranch } from "./branch.js";
+import { looksLikeToken, type Flow, type FlowTokenCodec } from "./flow-token.js";
+import type { EdgeIdentity } from "./identity.js";
+import { buildLocalResponse } from "./local-response.js";
+import { defaultPort, familyOf, isStream, transportFromVia, viaTransport, type Endpoint, type Inbound, type Listener, type TransportPort } from "./ports.js";
+import type { Router } from "./router.js";
+import type { SoftState } from "./soft-state.js";
+import type { Target, TargetResolver } from "./targets.js";
+
+export interface ProxyDeps {
+  transport: TransportPort;
+  identity: EdgeIdentity;
+  /** Reads the current router: swapped as one reference on reload (DESIGN.md §5.6). */
+  router: () => Router;
+  targets: () => readonly Target[];
+  resolver: TargetResolver;
+  flowTokens: FlowTokenCodec;
+  softState: SoftState;
+  counters: Counters;
+  logger: Logger;
+  limits?: ParseLimits;
+  serverName?: string;
+}
+
+/** Methods that create a dialog and so get Record-Route (RFC 3261 §16.6 step 4; RFC 6665; RFC 3515). */
+const DIALOG_CREATING: ReadonlySet<string> = new Set(["INVITE", "SUBSCRIBE", "REFER"]);
+
+/**
+ * The stateless proxy core (RFC 3261 §16, §16.11). One call per inbound
+ * message; every decision about where an initial request goes is delegated
+ * to the router. Bad input is answered (400/505/513) or dropped and counted;
+ * nothing a peer sends throws out of here.
+ */
+export class Proxy {
+  private readonly limits: ParseLimits;
+  private readonly server: string;
+  private readonly debug: boolean;
+
+  constructor(private readonly d: ProxyDeps) {
+    this.limits = d.limits ?? DEFAULT_LIMITS;
+    this.server = d.serverName ?? "sip-edge";
+    this.debug = d.logger.isLevelEnabled("debug");
+  }
+
+  /** Entry point from the transport layer. */
+  onMessage(inb: Inbound): void {
+    const r = parse(inb.data, { limits: this.limits, stream: isStream(inb.source.transport) });
+    if (!r.ok) {
+      this.d.counters.inc(`drop.parse.${r.code}`);
+      if (r.isRequest === true && r.method !== "ACK") {
+        this.replyRaw(inb, r.status, r.reason, r.headers);
+      }
+      return;
+    }
+    if (r.trailingBytes > 0) this.d.counters.inc("rx.trailing-octets-ignored");
+    const m = r.message;
+    if (this.debug) this.d.logger.debug({ src: inb.source, start: m.startLine, callId: m.callId }, "rx");
+    if (m.isRequest) {
+      this.d.counters.inc(`rx.request.${m.method}`);
+      this.onRequest(m, inb);
+    } else {
+      this.d.counters.inc(`rx.response.${m.status}`);
+      this.onResponse(m, inb);
+    }
+  }
+
+  // ---- requests ---------------------------------------------------------------
+
+  private onRequest(m: SipMessage, inb: Inbound): void {
+    this.stampTopVia(m, inb.source);
+
+    const scheme = m.uri!.scheme;
+    if (scheme !== "sip" && scheme !== "sips" && scheme !== "tel") return this.reply(m, inb, 416);
+
+    // RFC 3261 §16.3 step 5: we support no extension a proxy must understand.
+    if (m.has("Proxy-Require")) {
+      const tags = m.listValues("Proxy-Require").join(", ");
+      return this.reply(m, inb, 420, undefined, [`Unsupported: ${tags}`]);
+    }
+
+    // Loose routing (RFC 3261 §16.4): pop every Route that names us; a flow
+    // token in one of them says which phone flow the request belongs to.
+    let flow: Flow | undefined;
+    let poppedOurRoute = false;
+    if (m.indexOf("route") >= 0) {
+      const routes = m.routes();
+      if (routes === undefined) return this.reply(m, inb, 400, "Malformed Route");
+      for (const r of routes) {
+        if (!this.d.identity.isUs(r.uri)) break;
+        if (looksLikeToken(r.uri.user)) {
+          const t = this.d.flowTokens.decode(r.uri.user);
+          if (!t.ok) {
+            this.d.counters.inc("reject.flow-token");
+            return this.reply(m, inb, 403, "Invalid Flow Token");
+          }
+          flow = t.flow;
+        }
+        m.removeFirstRoute();
+        poppedOurRoute = true;
+      }
+    }
+    const remainingRoute = poppedOurRoute || m.indexOf("route") >= 0 ? this.firstRoute(m) : undefined;
+    if (remainingRoute === null) return this.reply(m, inb, 400, "Malformed Route");
+
+    const ruriIsUs = this.d.identity.isUs(m.uri);
+    if (remainingRoute === undefined && ruriIsUs) {
+      // Alias mode: the PBX sends to the Contact we rewrote; the token in its
+      // `alias` parameter names the phone flow, and the phone gets its own
+      // Contact back as Request-URI.
+      const alias = aliasParam(m.uri!);
+      if (alias !== undefined) {
+        const t = this.d.flowTokens.decode(alias);
+        if (!t.ok) {
+          this.d.counters.inc("reject.flow-token");
+          return this.reply(m, inb, 403, "Invalid Flow Token");
+        }
+        flow = t.flow;
+        m.setRequestUri(restoreContactUri(m.uri!, t.flow));
+      } else if (m.method === "OPTIONS" && flow === undefined) {
+        // Phones and carriers ping the edge itself as a keepalive.
+        return this.reply(m, inb, 200, undefined, ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, MESSAGE", "Accept: application/sdp", "Supported: path, outbound"]);
+      }
+    }
+
+    // RFC 3261 §16.3 step 3.
+    if (m.maxForwards === 0) return this.reply(m, inb, 483);
+
+    const branch = deriveBranch(m);
+    if (this.isLoop(m, branch)) return this.reply(m, inb, 482);
+
+    // ---- where does it go? ----
+    const fromTarget = this.targetFromSource(inb.source);
+    let dest: Endpoint | undefined;
+    let target: Target | undefined;
+    let candidates: readonly Target[] | undefined;
+    let destFlowId: string | undefined;
+
+    if (m.method === "CANCEL" || m.method === "ACK") {
+      // The CANCEL and the non-2xx ACK must reach the target that got the INVITE.
+      const st = this.d.softState.get(m.callId, m.topVia.branch);
+      if (st !== undefined) {
+        dest = st.dest;
+        target = st.target;
+      }
+    }
+    if (dest === undefined && flow !== undefined) {
+      dest = { transport: flow.transport, address: flow.address, port: flow.port };
+      if (flow.flowId !== "") destFlowId = flow.flowId;
+    }
+    if (dest === undefined && remainingRoute !== undefined) {
+      dest = this.endpointOfUri(remainingRoute.uri);
+      if (dest === undefined) return this.reply(m, inb, 503, "Next Hop Unresolvable");
+    }
+    if (dest === undefined && fromTarget !== undefined && !ruriIsUs) {
+      // A PBX sending to a URI outside the edge (a phone's Contact, a carrier).
+      dest = this.endpointOfUri(m.uri!);
+      if (dest === undefined) return this.reply(m, inb, 404, "Not Found");
+    }
+    if (dest === undefined) {
+      const decision = this.d.router().route({ message: m, source: inb.source, listener: inb.listener, fromTarget });
+      if (decision.action === "reject") return this.reply(m, inb, decision.status, decision.reason);
+      if (decision.action === "drop") {
+        this.d.counters.inc(`drop.route.${decision.why}`);
+        return;
+      }
+      candidates = decision.targets;
+      for (const t of candidates) {
+        dest = this.d.resolver.endpoint(t);
+        if (dest !== undefined) {
+          target = t;
+          break;
+        }
+      }
+      if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
+    }
+
+    this.forwardRequest(m, inb, dest, target, branch, destFlowId, flow === undefined && fromTarget === undefined);
+  }
+
+  private forwardRequest(
+    m: SipMessage,
+    inb: Inbound,
+    dest: Endpoint,
+    target: Target | undefined,
+    branch: string,
+    destFlowId: string | undefined,
+    fromPhoneSide: boolean,
+  ): void {
+    const callerBranch = m.topVia.branch;
+    const out = this.d.transport.listenerFor(dest.transport, familyOf(dest.address));
+    if (out === undefined) return this.reply(m, inb, 503, `No ${dest.transport.toUpperCase()} Listener`);
+
+    // RFC 3261 §16.6 step 3.
+    m.setMaxForwards(m.maxForwards === undefined ? 70 : m.maxForwards - 1);
+
+    const isInitial = !hasToTag(m);
+    const token = fromPhoneSide ? this.tokenFor(inb, "") : undefined;
+
+    if (DIALOG_CREATING.has(m.method) && isInitial) {
+      // Double Record-Route when the request changes transport or interface
+      // (RFC 5658): the lower entry faces the caller, the upper the callee.
+      if (out.id !== inb.listener.id) {
+        m.addRecordRoute(`<${ourUri(inb.listener, token)}>`);
+        m.addRecordRoute(`<${ourUri(out, undefined)}>`);
+      } else {
+        m.addRecordRoute(`<${ourUri(out, token)}>`);
+      }
+    }
+
+    if (m.method === "REGISTER" && fromPhoneSide && token !== undefined) {
+      if (m.hasOptionTag("Supported", "path") || target?.acceptsPath === true) {
+        // RFC 3327 §5.1: the PBX will route requests to the phone through us.
+        m.addPath(`<${ourUri(out, token)}>`);
+      } else {
+        this.aliasContacts(m, inb, out);
+      }
+    }
+
+    m.prependVia(`SIP/2.0/${viaTransport(out.transport)} ${hostRef(out.advertise)}:${out.port};branch=${branch};rport`);
+    if (isStream(dest.transport)) m.fixContentLength();
+
+    if (m.method === "INVITE" || m.method === "REGISTER") {
+      this.d.softState.set(m.callId, callerBranch, { dest, target, branch });
+    }
+    this.send(m, dest, destFlowId, inb);
+  }
+
+  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound): void {
+    const data = m.toBuffer();
+    const onError = (e: { code: string }): void => {
+      this.d.counters.inc(`tx.error.${e.code}`);
+      // Until per-request failover handles it, the caller learns at once
+      // instead of waiting for its own timer.
+      if (m.isRequest && m.method !== "ACK") this.replyAfterForward(m, inb, 503, "Next Hop Failed");
+    };
+    const ok = this.d.transport.send(dest, data, flowId === undefined ? { onError } : { flowId, onError });
+    if (!ok) {
+      if (m.isRequest) {
+        // RFC 5626 §5.3: the flow to the phone is gone.
+        this.d.counters.inc("tx.flow-failed");
+        if (m.method !== "ACK") this.replyAfterForward(m, inb, 430);
+      } else {
+        this.d.counters.inc("drop.response.flow-gone");
+      }
+      return;
+    }
+    this.d.counters.inc(m.isRequest ? `tx.request.${m.method}` : `tx.response.${m.status}`);
+  }
+
+  // ---- responses --------------------------------------------------------------
+
+  private onResponse(m: SipMessage, inb: Inbound): void {
+    // RFC 3261 §16.7 step 3: the top Via must be ours.
+    if (!isEdgeBranch(m.topVia.branch)) {
+      this.d.counters.inc("drop.response.not-our-via");
+      return;
+    }
+    m.removeTopVia();
+    if (m.indexOf("via") < 0) {
+      this.d.counters.inc("drop.response.no-next-via");
+      return;
+    }
+    const via = m.topVia;
+    const transport = transportFromVia(via.transport);
+    if (transport === undefined) {
+      this.d.counters.inc("drop.response.unsupported-transport");
+      return;
+    }
+    const { address, port } = responseTarget(via, defaultPort(transport));
+    if (address === "255.255.255.255" || /^2(2[4-9]|3[0-9])\./.test(address)) {
+      // RFC 4475 §3.3.10: never forward a response to a broadcast/multicast address.
+      this.d.counters.inc("drop.response.broadcast");
+      return;
+    }
+    if (m.method === "REGISTER" && m.status >= 200 && m.status < 300) this.unaliasContacts(m);
+    if (isStream(transport)) m.fixContentLength();
+    this.send(m, { transport, address, port }, undefined, inb);
+  }
+
+  // ---- helpers ------------------------------------------------------------------
+
+  /** RFC 3261 §18.2.1 `received` and RFC 3581 §4 `rport` on the top Via. */
+  private stampTopVia(m: SipMessage, source: Endpoint): void {
+    const via = m.topVia;
+    const needReceived = via.host !== source.address;
+    const needRport = via.rport === null;
+    if (!needReceived && !needRport) return;
+    let value = via.raw;
+    if (needRport) value = value.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${source.port}`);
+    if (via.received !== undefined) value = value.replace(/;\s*received\s*=\s*[^;]*/i, "");
+    value += `;received=${source.address}`;
+    m.replaceTopVia({ ...via, raw: value, received: source.address, rport: needRport ? source.port : via.rport });
+  }
+
+  private firstRoute(m: SipMessage): NameAddr | undefined | null {
+    const i = m.indexOf("route");
+    if (i < 0) return undefined;
+    const h = m.headers[i]!;
+    const r = parseNameAddrList(h.raw.slice(h.valueStart));
+    if (!r.ok || r.values[0] === undefined) return null;
+    return r.values[0];
+  }
+
+  /** RFC 3261 §16.3 step 4: the request already carries the Via we would add. */
+  private isLoop(m: SipMessage, branch: string): boolean {
+    for (const h of m.headers) if (h.name === "via" && h.raw.includes(branch)) return true;
+    return false;
+  }
+
+  private targetFromSource(source: Endpoint): Target | undefined {
+    for (const t of this.d.targets()) {
+      const ep = this.d.resolver.endpoint(t);
+      // PBXs may send from any port (TCP clients use ephemeral ones).
+      if (ep !== undefined && ep.address === source.address) return t;
+    }
+    return undefined;
+  }
+
+  private endpointOfUri(u: SipUri): Endpoint | undefined {
+    if (u.scheme !== "sip" && u.scheme !== "sips") return undefined;
+    const tp = u.params.find((p) => p.name.toLowerCase() === "transport")?.value?.toLowerCase();
+    const transport = tp === "tcp" || tp === "tls" || tp === "ws" || tp === "wss" ? tp : u.scheme === "sips" ? "tls" : "udp";
+    const maddrLike = u.host;
+    const t: Target = { name: "uri", priority: 0, uri: u.raw, transport, host: maddrLike, port: u.port, acceptsPath: false };
+    return this.d.resolver.endpoint(t);
+  }
+
+  private tokenFor(inb: Inbound, contactHostport: string): string {
+    return this.d.flowTokens.encode({
+      transport: inb.source.transport,
+      address: inb.source.address,
+      port: inb.source.port,
+      flowId: inb.flowId ?? "",
+      contactHostport,
+    });
+  }
+
+  /**
+   * Alias mode for a PBX without Path support: each Contact is rewritten to
+   * point at the edge, with the phone's flow and its own host:port in a
+   * token (`alias` parameter), so requests to the phone come through us.
+   */
+  private aliasContacts(m: SipMessage, inb: Inbound, out: Listener): void {
+    const contacts = m.contacts();
+    if (contacts === undefined || contacts.star) return;
+    const values = contacts.contacts.map((c) => {
+      const hp = c.uri.port === undefined ? hostRef(c.uri.host) : `${hostRef(c.uri.host)}:${c.uri.port}`;
+      const token = this.tokenFor(inb, hp);
+      const keep = c.uri.params.filter((p) => p.name.toLowerCase() !== "transport").map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`));
+      const user = c.uri.user === undefined ? "" : `${c.uri.user}@`;
+      const tp = out.transport === "udp" ? "" : `;transport=${out.transport}`;
+      const uri = `${c.uri.scheme}:${user}${hostRef(out.advertise)}:${out.port}${keep.join("")}${tp};alias=${token}`;
+      const params = c.params.map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`)).join("");
+      return `${c.displayName === undefined ? "" : `${c.displayName} `}<${uri}>${params}`;
+    });
+    m.setHeader("Contact", values.join(", "));
+  }
+
+  /** The 2xx to an aliased REGISTER lists our rewritten Contacts: give the phone its own back. */
+  private unaliasContacts(m: SipMessage): void {
+    if (!m.has("Contact")) return;
+    const contacts = m.contacts();
+    if (contacts === undefined || contacts.star) return;
+    let changed = false;
+    const values = contacts.contacts.map((c) => {
+      const alias = aliasParam(c.uri);
+      if (alias === undefined) return c.raw;
+      const t = this.d.flowTokens.decode(alias);
+      if (!t.ok) return c.raw;
+      changed = true;
+      const params = c.params.map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`)).join("");
+      return `${c.displayName === undefined ? "" : `${c.displayName} `}<${restoreContactUri(c.uri, t.flow)}>${params}`;
+    });
+    if (changed) m.setHeader("Contact", values.join(", "));
+  }
+
+  /** Answers a request the edge will not forward (stateless, RFC 3261 §16.3). */
+  private reply(m: SipMessage, inb: Inbound, status: number, reason?: string, extra?: readonly string[]): void {
+    this.d.counters.inc(`reply.${status}`);
+    if (m.method === "ACK") return; // never answer an ACK
+    const text = buildLocalResponse({
+      status,
+      ...(reason === undefined ? {} : { reason }),
+      requestHeaders: m.headers,
+      toTag: toTagFor(m),
+      ...(extra === undefined ? {} : { extraHeaders: extra }),
+      server: this.server,
+    });
+    if (text !== undefined) this.sendReply(text, inb);
+  }
+
+  /**
+   * A reply after the request was already rewritten for forwarding: our own
+   * Via is on top, so answer from the caller's Via lines only.
+   */
+  private replyAfterForward(m: SipMessage, inb: Inbound, status: number, reason?: string): void {
+    this.d.counters.inc(`reply.${status}`);
+    const headers = m.headers.filter((h, i) => !(h.name === "via" && i === m.indexOf("via")));
+    const text = buildLocalResponse({ status, ...(reason === undefined ? {} : { reason }), requestHeaders: headers, toTag: toTagFor(m), server: this.server });
+    if (text !== undefined) this.sendReply(text, inb);
+  }
+
+  private replyRaw(inb: Inbound, status: number, reason: string, headers: SipMessage["headers"]): void {
+    this.d.counters.inc(`reply.${status}`);
+    const text = buildLocalResponse({ status, reason: `${status === 400 ? "Bad Request" : status === 505 ? "Version Not Supported" : "Message Too Large"} (${reason})`, requestHeaders: headers, server: this.server });
+    if (text !== undefined) this.sendReply(text, inb);
+    else this.d.counters.inc("drop.parse.unanswerable");
+  }
+
+  /** Local responses go back where the request came from (RFC 3581: received/rport). */
+  private sendReply(text: string, inb: Inbound): void {
+    const ok = this.d.transport.send(inb.source, text, inb.flowId === undefined ? {} : { flowId: inb.flowId });
+    if (!ok) this.d.counters.inc("drop.reply.flow-gone");
+  }
+}
+
+function hasToTag(m: SipMessage): boolean {
+  const to = m.get("To");
+  return to !== undefined && /;\s*tag\s*=/i.test(to);
+}
+
+/** A stable To tag for our own responses, so a retransmission gets the same one. */
+function toTagFor(m: SipMessage): string {
+  return `se${deriveBranch(m).slice(-12)}`;
+}
+
+function aliasParam(u: SipUri): string | undefined {
+  for (const p of u.params) if (p.name === "alias" && p.value !== null && looksLikeToken(p.value)) return p.value;
+  return undefined;
+}
+
+function restoreContactUri(u: SipUri, flow: Flow): string {
+  const user = u.user === undefined ? "" : `${u.user}@`;
+  const hp = flow.contactHostport !== "" ? flow.contactHostport : `${hostRef(flow.address)}:${flow.port}`;
+  const params = u.params
+    .filter((p) => p.name !== "alias" && p.name.toLowerCase() !== "transport")
+    .map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`))
+    .join("");
+  return `${u.scheme}:${user}${hp}${params}`;
+}
+
+/** Our URI on a listener: `sip:[token@]host:port[;transport=x];lr`. */
+function ourUri(l: Listener, token: string | undefined): string {
+  const user = token === undefined ? "" : `${token}@`;
+  const tp = l.transport === "udp" ? "" : `;transport=${l.transport}`;
+  return `sip:${user}${hostRef(l.advertise)}:${l.port}${tp};lr`;
+}
+
