@@ -1,5 +1,5 @@
 import type { SipMessage } from "../sip/message.js";
-import { MAGIC_COOKIE } from "../sip/via.js";
+import { MAGIC_COOKIE, type Via } from "../sip/via.js";
 
 /**
  * Our branch prefix: the magic cookie plus a marker, so a response or a
@@ -18,8 +18,7 @@ export const EDGE_BRANCH_PREFIX = `${MAGIC_COOKIE}-sE`;
  * cookie) has no usable branch, so the hash covers what §16.11 lists instead:
  * To tag, From tag, Call-ID, Request-URI, top Via and CSeq number.
  */
-export function deriveBranch(m: SipMessage): string {
-  const via = m.topVia;
+export function deriveBranch(m: SipMessage, via: Via = m.topVia): string {
   const branch = via.branch;
   let input: string;
   if (branch !== undefined && branch.startsWith(MAGIC_COOKIE) && branch.length > MAGIC_COOKIE.length) {

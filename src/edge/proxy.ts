@@ -5,7 +5,7 @@ import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
 import { responseTarget } from "../sip/via.js";
 import type { Counters } from "../util/counters.js";
-import { deriveBranch, isEdgeBranch } from "./branch.js";
+import { EDGE_BRANCH_PREFIX, deriveBranch, isEdgeBranch } from "./branch.js";
 import { looksLikeToken, type Flow, type FlowTokenCodec } from "./flow-token.js";
 import type { EdgeIdentity } from "./identity.js";
 import { buildLocalResponse } from "./local-response.js";
@@ -123,8 +123,8 @@ export class Proxy {
         }
         flow = t.flow;
         m.setRequestUri(restoreContactUri(m.uri!, t.flow));
-      } else if (m.method === "OPTIONS" && flow === undefined) {
-        // Phones and carriers ping the edge itself as a keepalive.
+      } else if (m.method === "OPTIONS" && flow === undefined && m.uri!.user === undefined) {
+        // Phones and carriers ping the edge itself (no user part) as a keepalive.
         return this.reply(m, inb, 200, undefined, ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, MESSAGE", "Accept: application/sdp", "Supported: path, outbound"]);
       }
     }
@@ -308,9 +308,26 @@ export class Proxy {
     return r.values[0];
   }
 
-  /** RFC 3261 §16.3 step 4: the request already carries the Via we would add. */
+  /**
+   * RFC 3261 §16.3 step 4: the request has been here before if one of its
+   * Vias is ours and carries the branch we would derive from the Via below
+   * it, i.e. the same transaction came back unchanged. A spiral (a
+   * different Request-URI or caller Via) derives another branch and passes.
+   */
   private isLoop(m: SipMessage, branch: string): boolean {
-    for (const h of m.headers) if (h.name === "via" && h.raw.includes(branch)) return true;
+    let seen = false;
+    for (const h of m.headers) {
+      if (h.name !== "via") continue;
+      if (h.raw.includes(branch)) return true;
+      if (h.raw.includes(EDGE_BRANCH_PREFIX)) seen = true;
+    }
+    if (!seen) return false;
+    const vias = m.vias();
+    if (vias === undefined) return false;
+    for (let i = 0; i + 1 < vias.length; i++) {
+      const v = vias[i]!;
+      if (isEdgeBranch(v.branch) && v.branch === deriveBranch(m, vias[i + 1]!)) return true;
+    }
     return false;
   }
 
