@@ -271,11 +271,15 @@ export class SipMessage {
     const h = this.headers[i]!;
     const v = headerValue(h);
     const spans = splitTopLevel(v);
-    if (spans === undefined || spans.length <= 1) {
+    // The rest of the line starts at the next non-empty element: a dangling
+    // or doubled comma (`<x>,` or `<x>,,<y>`) must not leave an empty value
+    // or a line that starts with a comma.
+    let next = 1;
+    while (spans !== undefined && next < spans.length && spans[next]!.start === spans[next]!.end) next++;
+    if (spans === undefined || next >= spans.length) {
       this.headers.splice(i, 1);
     } else {
-      const rest = v.slice(spans[1]!.start);
-      this.headers[i] = makeHeader(name, wireName, rest);
+      this.headers[i] = makeHeader(name, wireName, v.slice(spans[next]!.start));
     }
     this.touch();
     return true;

@@ -1,0 +1,478 @@
+/**
+ * Rewrite operations on real-looking messages, asserting the exact bytes a
+ * proxy sends: each operation touches only the lines it must (issue 2,
+ * DESIGN.md §5.2), and an untouched message serializes to its own bytes.
+ */
+import t from "tap";
+import { parse } from "../../src/sip/parse.js";
+import type { SipMessage } from "../../src/sip/message.js";
+import { parseViaValue, type Via } from "../../src/sip/via.js";
+
+const wire = (lines: string[]): string => lines.join("\r\n");
+
+function parsed(text: string, stream = false): SipMessage {
+  const r = parse(Buffer.from(text, "latin1"), { stream });
+  if (!r.ok) throw new Error(`fixture does not parse: ${r.code} ${r.reason}`);
+  return r.message;
+}
+
+function via(value: string): Via {
+  const r = parseViaValue(value);
+  if (!r.ok) throw new Error(r.reason);
+  return r.via;
+}
+
+const SDP = wire(["v=0", "o=alice 2890844526 2890844526 IN IP4 192.0.2.10", "s=-", "c=IN IP4 192.0.2.10", "t=0 0", "m=audio 49170 RTP/AVP 0 8", "a=sendrecv", ""]);
+
+const REGISTER = wire([
+  "REGISTER sip:pbx.example.com SIP/2.0",
+  "Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKnashds7;rport",
+  "Max-Forwards: 70",
+  "To: <sip:1001@pbx.example.com>",
+  "From: <sip:1001@pbx.example.com>;tag=456248",
+  "Call-ID: 843817637684230@192.0.2.10",
+  "CSeq: 1826 REGISTER",
+  "Contact: <sip:1001@192.0.2.10:5060;transport=tcp>;expires=3600",
+  "Supported: path, outbound",
+  "Content-Length: 0",
+  "",
+  "",
+]);
+
+const INVITE = wire([
+  "INVITE sip:2001@pbx.example.com SIP/2.0",
+  "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-up-1",
+  "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.10",
+  "Max-Forwards: 69",
+  "Route: <sip:edge.example.com;lr>",
+  "Route: <sip:pbx.example.com;lr>",
+  "Record-Route: <sip:198.51.100.7;lr>",
+  "To: <sip:2001@pbx.example.com>",
+  'From: "Alice, Example" <sip:1001@pbx.example.com>;tag=1928301774',
+  "Call-ID: a84b4c76e66710@192.0.2.10",
+  "CSeq: 314159 INVITE",
+  "Contact: <sip:1001@192.0.2.10:5060>",
+  "Content-Type: application/sdp",
+  `Content-Length: ${SDP.length}`,
+  "",
+  SDP,
+]);
+
+/** INVITE written with compact forms and multi-value lines. */
+const COMPACT_INVITE = wire([
+  "INVITE sip:2001@pbx.example.com SIP/2.0",
+  "v: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-a, SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-b",
+  "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>",
+  "t: <sip:2001@pbx.example.com>",
+  "f: <sip:1001@pbx.example.com>;tag=88",
+  "i: compact-1@192.0.2.10",
+  "CSeq: 7 INVITE",
+  "m: <sip:1001@192.0.2.10>",
+  "c: application/sdp",
+  `l: ${SDP.length}`,
+  "",
+  SDP,
+]);
+
+const OK200 = wire([
+  "SIP/2.0 200 OK",
+  "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1",
+  "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.10",
+  "Record-Route: <sip:203.0.113.1;lr>",
+  "To: <sip:2001@pbx.example.com>;tag=a6c85cf",
+  "From: <sip:1001@pbx.example.com>;tag=1928301774",
+  "Call-ID: a84b4c76e66710@192.0.2.10",
+  "CSeq: 314159 INVITE",
+  "Contact: <sip:2001@198.51.100.20:5060>",
+  "Content-Length: 0",
+  "",
+  "",
+]);
+
+/** Replaces exactly one line of a fixture, failing loudly when it is not there. */
+function replaceLine(text: string, from: string, to: string[]): string {
+  const lines = text.split("\r\n");
+  const i = lines.indexOf(from);
+  if (i < 0) throw new Error(`no line ${from}`);
+  lines.splice(i, 1, ...to);
+  return lines.join("\r\n");
+}
+
+t.test("untouched messages serialize to the same bytes", async (tt) => {
+  for (const [name, text] of [
+    ["REGISTER", REGISTER],
+    ["INVITE", INVITE],
+    ["compact INVITE", COMPACT_INVITE],
+    ["200 OK", OK200],
+  ] as const) {
+    const m = parsed(text);
+    tt.equal(m.modified, false, `${name}: not modified`);
+    tt.equal(m.toString(), text, `${name}: same text`);
+    tt.ok(m.toBuffer().equals(Buffer.from(text, "latin1")), `${name}: same bytes`);
+    // Reading lazily must not dirty the message.
+    m.vias();
+    m.routes();
+    m.contacts();
+    m.get("Supported");
+    tt.equal(m.toString(), text, `${name}: same text after reads`);
+  }
+});
+
+t.test("leading CRLFs and trailing datagram octets are not forwarded", async (tt) => {
+  const r = parse(Buffer.from("\r\n\r\n" + REGISTER + "junk", "latin1"));
+  if (!r.ok) return tt.fail(r.reason);
+  tt.equal(r.trailingBytes, 4);
+  tt.equal(r.message.toString(), REGISTER);
+});
+
+t.test("prependVia", async (tt) => {
+  tt.test("a parsed Via goes above the Via block and becomes topVia", async (t2) => {
+    const m = parsed(INVITE);
+    const ours = via("SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-77");
+    m.prependVia(ours);
+    t2.equal(m.toString(), replaceLine(INVITE, "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-up-1", ["Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-77", "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-up-1"]));
+    t2.equal(m.topVia.branch, "z9hG4bK-edge-77");
+    t2.equal(m.topVia.host, "203.0.113.1");
+    t2.equal(m.modified, true);
+    t2.same(m.vias()!.map((v) => v.branch), ["z9hG4bK-edge-77", "z9hG4bK-up-1", "z9hG4bK776asdhds"]);
+  });
+  tt.test("a Via given as text is parsed into topVia", async (t2) => {
+    const m = parsed(REGISTER);
+    m.prependVia("SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bK-v6;rport");
+    t2.equal(
+      m.toString(),
+      replaceLine(REGISTER, "Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKnashds7;rport", [
+        "Via: SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bK-v6;rport",
+        "Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKnashds7;rport",
+      ]),
+    );
+    t2.equal(m.topVia.host, "2001:db8::1");
+    t2.equal(m.topVia.branch, "z9hG4bK-v6");
+    t2.equal(m.topVia.rport, null);
+  });
+  tt.test("an explicit value overrides the Via's own text", async (t2) => {
+    const m = parsed(REGISTER);
+    const ours = via("SIP/2.0/TCP 203.0.113.1;branch=z9hG4bK-x");
+    m.prependVia(ours, "SIP/2.0/TCP 203.0.113.1;branch=z9hG4bK-x;alias");
+    t2.ok(m.toString().includes("\r\nVia: SIP/2.0/TCP 203.0.113.1;branch=z9hG4bK-x;alias\r\nVia: SIP/2.0/TCP 192.0.2.10"));
+    t2.equal(m.topVia, ours);
+  });
+  tt.test("above a compact multi-value Via line", async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    m.prependVia("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-e");
+    t2.equal(
+      m.toString(),
+      replaceLine(COMPACT_INVITE, "v: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-a, SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-b", [
+        "Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-e",
+        "v: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-a, SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-b",
+      ]),
+    );
+  });
+});
+
+t.test("removeTopVia", async (tt) => {
+  tt.test("own line: the line goes, the next Via becomes topVia", async (t2) => {
+    const m = parsed(OK200);
+    t2.equal(m.removeTopVia(), true);
+    t2.equal(m.toString(), replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", []));
+    t2.equal(m.topVia.branch, "z9hG4bK776asdhds");
+    t2.equal(m.topVia.received, "192.0.2.10");
+    t2.equal(m.topVia.rport, 5060);
+  });
+  tt.test("first value of a multi-value line leaves the rest on the line", async (t2) => {
+    const text = replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", [
+      "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1, SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-mid",
+    ]);
+    const m = parsed(text);
+    t2.equal(m.removeTopVia(), true);
+    t2.equal(
+      m.toString(),
+      replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", ["Via: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-mid"]),
+    );
+    t2.equal(m.topVia.branch, "z9hG4bK-mid");
+  });
+  tt.test("`Via: a, b` becomes `Via: b`, also from a compact line", async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    m.removeTopVia();
+    t2.ok(m.toString().includes("\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-b\r\nRoute:"));
+    t2.equal(m.topVia.branch, "z9hG4bK-b");
+    m.removeTopVia();
+    t2.notOk(/\r\n(v|Via):/.test(m.toString()), "no Via left");
+    t2.equal(m.removeTopVia(), false, "nothing left to remove");
+  });
+  tt.test("a comma inside a quoted Via parameter does not split the value", async (t2) => {
+    const text = replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", [
+      'Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-q;x="a, b", SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-r',
+    ]);
+    const m = parsed(text);
+    m.removeTopVia();
+    t2.equal(m.topVia.branch, "z9hG4bK-r");
+    t2.ok(m.toString().includes("\r\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-r\r\nVia: SIP/2.0/UDP 192.0.2.10"));
+  });
+  tt.test("a folded multi-value Via line", async (t2) => {
+    const text = replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", [
+      "Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-f1,",
+      "  SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-f2",
+    ]);
+    const m = parsed(text);
+    t2.equal(m.topVia.branch, "z9hG4bK-f1");
+    m.removeTopVia();
+    t2.equal(m.topVia.branch, "z9hG4bK-f2");
+    t2.ok(m.toString().includes("\r\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-f2\r\nVia: SIP/2.0/UDP 192.0.2.10"));
+  });
+});
+
+t.test("setMaxForwards", async (tt) => {
+  tt.test("replaces the line in place", async (t2) => {
+    const m = parsed(REGISTER);
+    m.setMaxForwards(69);
+    t2.equal(m.toString(), replaceLine(REGISTER, "Max-Forwards: 70", ["Max-Forwards: 69"]));
+    t2.equal(m.maxForwards, 69);
+  });
+  tt.test("inserts one when absent", async (t2) => {
+    const noMf = replaceLine(REGISTER, "Max-Forwards: 70", []);
+    const m = parsed(noMf);
+    t2.equal(m.maxForwards, undefined);
+    m.setMaxForwards(70);
+    t2.equal(m.toString(), replaceLine(noMf, "Content-Length: 0", ["Content-Length: 0", "Max-Forwards: 70"]));
+    t2.equal(m.maxForwards, 70);
+    const again = parse(m.toBuffer());
+    t2.ok(again.ok && again.message.maxForwards === 70, "the result parses back");
+  });
+});
+
+t.test("removeFirstRoute", async (tt) => {
+  tt.test("own line", async (t2) => {
+    const m = parsed(INVITE);
+    t2.equal(m.removeFirstRoute(), true);
+    t2.equal(m.toString(), replaceLine(INVITE, "Route: <sip:edge.example.com;lr>", []));
+    t2.same(m.routes()!.map((r) => r.uri.host), ["pbx.example.com"]);
+  });
+  tt.test("first value inside `Route: <x>, <y>`", async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    t2.equal(m.removeFirstRoute(), true);
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", ["Route: <sip:pbx.example.com;lr>"]));
+    t2.equal(m.removeFirstRoute(), true);
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", []));
+    t2.equal(m.removeFirstRoute(), false, "no Route left");
+  });
+  tt.test("a comma inside a quoted display name or <uri> does not split", async (t2) => {
+    const text = replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", [
+      'Route: "Edge, West" <sip:edge.example.com;lr;x=a,b>, <sip:pbx.example.com;lr>',
+    ]);
+    const m = parsed(text);
+    m.removeFirstRoute();
+    t2.ok(m.toString().includes("\r\nRoute: <sip:pbx.example.com;lr>\r\n"));
+  });
+  tt.test("a dangling comma leaves no empty Route line", async (t2) => {
+    const text = replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", ["Route: <sip:edge.example.com;lr>,"]);
+    const m = parsed(text);
+    m.removeFirstRoute();
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", []));
+  });
+  tt.test("a doubled comma: the rest starts at the next value", async (t2) => {
+    const text = replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", ["Route: <sip:edge.example.com;lr>,, <sip:pbx.example.com;lr>"]);
+    const m = parsed(text);
+    m.removeFirstRoute();
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", ["Route: <sip:pbx.example.com;lr>"]));
+  });
+});
+
+t.test("addRecordRoute / addPath / addRoute", async (tt) => {
+  tt.test("Record-Route goes before the first existing one", async (t2) => {
+    const m = parsed(INVITE);
+    m.addRecordRoute("<sip:203.0.113.1;lr>");
+    t2.equal(m.toString(), replaceLine(INVITE, "Record-Route: <sip:198.51.100.7;lr>", ["Record-Route: <sip:203.0.113.1;lr>", "Record-Route: <sip:198.51.100.7;lr>"]));
+    t2.same(m.recordRoutes()!.map((r) => r.uri.host), ["203.0.113.1", "198.51.100.7"]);
+  });
+  tt.test("double Record-Route: the second call goes above the first", async (t2) => {
+    const m = parsed(INVITE);
+    m.addRecordRoute("<sip:10.0.0.1;lr>");
+    m.addRecordRoute("<sip:203.0.113.1;lr;transport=tcp>");
+    t2.same(m.recordRoutes()!.map((r) => r.uri.host), ["203.0.113.1", "10.0.0.1", "198.51.100.7"]);
+  });
+  tt.test("Record-Route after the Via block when none exists", async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    m.addRecordRoute("<sip:203.0.113.1;lr>");
+    t2.equal(
+      m.toString(),
+      replaceLine(COMPACT_INVITE, "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>", [
+        "Record-Route: <sip:203.0.113.1;lr>",
+        "Route: <sip:edge.example.com;lr>, <sip:pbx.example.com;lr>",
+      ]),
+    );
+  });
+  tt.test("Record-Route after the last of several Via lines", async (t2) => {
+    const text = replaceLine(INVITE, "Record-Route: <sip:198.51.100.7;lr>", []);
+    const m = parsed(text);
+    m.addRecordRoute("<sip:203.0.113.1;lr>");
+    t2.equal(m.toString(), replaceLine(text, "Max-Forwards: 69", ["Record-Route: <sip:203.0.113.1;lr>", "Max-Forwards: 69"]));
+  });
+  tt.test("Path on a REGISTER without Path goes after the Via block", async (t2) => {
+    const m = parsed(REGISTER);
+    m.addPath("<sip:tok123@203.0.113.1;lr;ob>");
+    t2.equal(m.toString(), replaceLine(REGISTER, "Max-Forwards: 70", ["Path: <sip:tok123@203.0.113.1;lr;ob>", "Max-Forwards: 70"]));
+    t2.same(m.paths()!.map((p) => p.uri.user), ["tok123"]);
+  });
+  tt.test("Path before the first existing one", async (t2) => {
+    const text = replaceLine(REGISTER, "Supported: path, outbound", ["Supported: path, outbound", "Path: <sip:198.51.100.7;lr>"]);
+    const m = parsed(text);
+    m.addPath("<sip:tok@203.0.113.1;lr>");
+    t2.equal(m.toString(), replaceLine(text, "Path: <sip:198.51.100.7;lr>", ["Path: <sip:tok@203.0.113.1;lr>", "Path: <sip:198.51.100.7;lr>"]));
+  });
+  tt.test("Route before the first existing one", async (t2) => {
+    const m = parsed(INVITE);
+    m.addRoute("<sip:pbx-b.example.com;lr>");
+    t2.equal(m.toString(), replaceLine(INVITE, "Route: <sip:edge.example.com;lr>", ["Route: <sip:pbx-b.example.com;lr>", "Route: <sip:edge.example.com;lr>"]));
+  });
+});
+
+t.test("addHeader / setHeader / removeHeader", async (tt) => {
+  tt.test("addHeader appends at the end of the header section", async (t2) => {
+    const m = parsed(OK200);
+    m.addHeader("Server", "sip-edge");
+    t2.equal(m.toString(), replaceLine(OK200, "Content-Length: 0", ["Content-Length: 0", "Server: sip-edge"]));
+    t2.equal(m.get("server"), "sip-edge");
+  });
+  tt.test("setHeader replaces the compact form in place", async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    m.setHeader("Content-Type", "application/sdp;charset=utf-8");
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "c: application/sdp", ["Content-Type: application/sdp;charset=utf-8"]));
+  });
+  tt.test('setHeader("Content-Length") replaces `l:`', async (t2) => {
+    const m = parsed(COMPACT_INVITE);
+    m.setHeader("Content-Length", String(SDP.length));
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, `l: ${SDP.length}`, [`Content-Length: ${SDP.length}`]));
+  });
+  tt.test("setHeader keeps the first position and drops later duplicates", async (t2) => {
+    const text = replaceLine(REGISTER, "Content-Length: 0", ["User-Agent: a", "Content-Length: 0", "user-agent: b"]);
+    const m = parsed(text);
+    m.setHeader("User-Agent", "edge-rewritten");
+    t2.equal(m.toString(), replaceLine(REGISTER, "Content-Length: 0", ["User-Agent: edge-rewritten", "Content-Length: 0"]));
+  });
+  tt.test("setHeader appends when absent", async (t2) => {
+    const m = parsed(OK200);
+    m.setHeader("Expires", "60");
+    t2.equal(m.toString(), replaceLine(OK200, "Content-Length: 0", ["Content-Length: 0", "Expires: 60"]));
+  });
+  tt.test("removeHeader removes every line, compact or long", async (t2) => {
+    const text = replaceLine(COMPACT_INVITE, "m: <sip:1001@192.0.2.10>", ["m: <sip:1001@192.0.2.10>", "Contact: <sip:1001@198.51.100.9>"]);
+    const m = parsed(text);
+    t2.equal(m.removeHeader("Contact"), 2);
+    t2.equal(m.toString(), replaceLine(COMPACT_INVITE, "m: <sip:1001@192.0.2.10>", []));
+    t2.equal(m.removeHeader("m"), 0);
+  });
+  tt.test("removing nothing leaves the message untouched", async (t2) => {
+    const m = parsed(REGISTER);
+    t2.equal(m.removeHeader("X-Absent"), 0);
+    t2.equal(m.modified, false);
+    t2.equal(m.toString(), REGISTER);
+  });
+  tt.test("a folded line is kept verbatim when another header changes", async (t2) => {
+    const text = replaceLine(REGISTER, "Supported: path, outbound", ["Supported: path,", "\toutbound"]);
+    const m = parsed(text);
+    t2.same(m.listValues("k"), ["path", "outbound"]);
+    t2.equal(m.hasOptionTag("Supported", "PATH"), true);
+    m.setMaxForwards(69);
+    t2.equal(m.toString(), replaceLine(text, "Max-Forwards: 70", ["Max-Forwards: 69"]));
+  });
+});
+
+t.test("setRequestUri", async (tt) => {
+  const m = parsed(INVITE);
+  m.setRequestUri("sip:2001@198.51.100.20:5060;transport=udp");
+  tt.equal(m.toString(), replaceLine(INVITE, "INVITE sip:2001@pbx.example.com SIP/2.0", ["INVITE sip:2001@198.51.100.20:5060;transport=udp SIP/2.0"]));
+  tt.equal(m.requestUri, "sip:2001@198.51.100.20:5060;transport=udp");
+  const r = parse(m.toBuffer());
+  tt.ok(r.ok && r.message.uri!.port === 5060, "the result parses back");
+  tt.throws(() => parsed(OK200).setRequestUri("sip:x"), "a response has no Request-URI");
+});
+
+t.test("setBody", async (tt) => {
+  const m = parsed(INVITE);
+  const sdp2 = SDP.replace("192.0.2.10", "203.0.113.1").replace("192.0.2.10", "203.0.113.1");
+  m.setBody(sdp2);
+  const head = INVITE.slice(0, INVITE.length - SDP.length);
+  tt.equal(m.toString(), replaceLine(head, `Content-Length: ${SDP.length}`, [`Content-Length: ${sdp2.length}`]) + sdp2);
+  tt.equal(m.contentLength, sdp2.length);
+  const empty = parsed(INVITE);
+  empty.setBody("");
+  tt.equal(empty.toString(), replaceLine(head, `Content-Length: ${SDP.length}`, ["Content-Length: 0"]));
+  const compact = parsed(COMPACT_INVITE);
+  compact.setBody("");
+  tt.ok(compact.toString().endsWith("\r\nc: application/sdp\r\nContent-Length: 0\r\n\r\n"), "replaces l:");
+});
+
+t.test("fixContentLength", async (tt) => {
+  tt.test("a datagram without Content-Length gets one", async (t2) => {
+    const text = replaceLine(INVITE, `Content-Length: ${SDP.length}`, []);
+    const m = parsed(text);
+    t2.equal(m.contentLength, undefined);
+    t2.equal(m.body, SDP);
+    m.fixContentLength();
+    const head = text.slice(0, text.length - SDP.length - 2);
+    t2.equal(m.toString(), head + `Content-Length: ${SDP.length}\r\n\r\n` + SDP);
+    const r = parse(m.toBuffer(), { stream: true });
+    t2.ok(r.ok, "now acceptable on a stream");
+  });
+  tt.test("a correct Content-Length is left alone", async (t2) => {
+    const m = parsed(INVITE);
+    m.fixContentLength();
+    t2.equal(m.modified, false);
+    t2.equal(m.toString(), INVITE);
+  });
+  tt.test("a message without body gets Content-Length: 0", async (t2) => {
+    const text = replaceLine(OK200, "Content-Length: 0", []);
+    const m = parsed(text);
+    m.fixContentLength();
+    t2.equal(m.toString(), replaceLine(OK200, "Content-Length: 0", ["Content-Length: 0"]));
+  });
+});
+
+t.test("a full forward rewrite touches only the lines it must", async (tt) => {
+  const m = parsed(INVITE);
+  m.removeFirstRoute();
+  m.prependVia(via("SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-9"));
+  m.setMaxForwards(m.maxForwards! - 1);
+  m.addRecordRoute("<sip:203.0.113.1;lr>");
+  const expected = wire([
+    "INVITE sip:2001@pbx.example.com SIP/2.0",
+    "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-9",
+    "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-up-1",
+    "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport=5060;received=192.0.2.10",
+    "Max-Forwards: 68",
+    "Route: <sip:pbx.example.com;lr>",
+    "Record-Route: <sip:203.0.113.1;lr>",
+    "Record-Route: <sip:198.51.100.7;lr>",
+    "To: <sip:2001@pbx.example.com>",
+    'From: "Alice, Example" <sip:1001@pbx.example.com>;tag=1928301774',
+    "Call-ID: a84b4c76e66710@192.0.2.10",
+    "CSeq: 314159 INVITE",
+    "Contact: <sip:1001@192.0.2.10:5060>",
+    "Content-Type: application/sdp",
+    `Content-Length: ${SDP.length}`,
+    "",
+    SDP,
+  ]);
+  tt.equal(m.toString(), expected);
+  tt.ok(m.toBuffer().equals(Buffer.from(expected, "latin1")));
+});
+
+t.test("the response path: drop our Via, forward to the next one", async (tt) => {
+  const m = parsed(OK200);
+  m.removeTopVia();
+  tt.equal(m.topVia.received, "192.0.2.10");
+  const r = parse(m.toBuffer());
+  tt.ok(r.ok && r.message.topVia.branch === "z9hG4bK776asdhds");
+  tt.equal(m.toString(), replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", []));
+});
+
+t.test("latin1 octets above 0x7f survive a rewrite byte for byte", async (tt) => {
+  const text = replaceLine(REGISTER, "From: <sip:1001@pbx.example.com>;tag=456248", ['From: "J\u00f6rg \u00e9\u00ff" <sip:1001@pbx.example.com>;tag=456248']);
+  const bytes = Buffer.from(text, "latin1");
+  const r = parse(bytes);
+  if (!r.ok) return tt.fail(r.reason);
+  r.message.setMaxForwards(69);
+  const out = r.message.toBuffer();
+  tt.ok(out.equals(Buffer.from(replaceLine(text, "Max-Forwards: 70", ["Max-Forwards: 69"]), "latin1")));
+});
