@@ -4,6 +4,7 @@ import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
 import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
 import { responseTarget } from "../sip/via.js";
+import type { Clock } from "../util/clock.js";
 import type { Counters } from "../util/counters.js";
 import { EDGE_BRANCH_PREFIX, deriveBranch, isEdgeBranch } from "./branch.js";
 import { looksLikeToken, type Flow, type FlowTokenCodec } from "./flow-token.js";
@@ -11,7 +12,7 @@ import type { EdgeIdentity } from "./identity.js";
 import { buildLocalResponse } from "./local-response.js";
 import { defaultPort, familyOf, isStream, transportFromVia, viaTransport, type Endpoint, type Inbound, type Listener, type TransportPort } from "./ports.js";
 import type { Router } from "./router.js";
-import type { SoftState } from "./soft-state.js";
+import type { RetryState, SoftState, TxnState } from "./soft-state.js";
 import type { Target, TargetResolver } from "./targets.js";
 
 export interface ProxyDeps {
@@ -25,8 +26,30 @@ export interface ProxyDeps {
   softState: SoftState;
   counters: Counters;
   logger: Logger;
+  clock: Clock;
+  failover?: FailoverOptions;
+  /** Passive health signals from real traffic (DESIGN.md §2.2). */
+  observer?: ProxyObserver;
   limits?: ParseLimits;
   serverName?: string;
+}
+
+export interface FailoverOptions {
+  /** No response at all from a target within this time: try the next one. */
+  requestTimeoutMs: number;
+  /** Final responses that send the request to the next target. */
+  retryOn: ReadonlySet<number>;
+}
+
+export const DEFAULT_FAILOVER: Readonly<FailoverOptions> = Object.freeze({
+  requestTimeoutMs: 1000,
+  retryOn: new Set([408, 500, 503, 504]),
+});
+
+export type TargetOutcome = "timeout" | "transport-error" | "failure-response" | "response";
+
+export interface ProxyObserver {
+  targetOutcome(target: Target, outcome: TargetOutcome, status?: number): void;
 }
 
 /** Methods that create a dialog and so get Record-Route (RFC 3261 §16.6 step 4; RFC 6665; RFC 3515). */
@@ -42,9 +65,11 @@ export class Proxy {
   private readonly limits: ParseLimits;
   private readonly server: string;
   private readonly debug: boolean;
+  private readonly failover: FailoverOptions;
 
   constructor(private readonly d: ProxyDeps) {
     this.limits = d.limits ?? DEFAULT_LIMITS;
+    this.failover = d.failover ?? DEFAULT_FAILOVER;
     this.server = d.serverName ?? "sip-edge";
     this.debug = d.logger.isLevelEnabled("debug");
   }
@@ -73,7 +98,11 @@ export class Proxy {
 
   // ---- requests ---------------------------------------------------------------
 
-  private onRequest(m: SipMessage, inb: Inbound): void {
+  /**
+   * `retry` re-runs a request on the next failover candidate: the original
+   * bytes are processed again with the target and branch already chosen.
+   */
+  private onRequest(m: SipMessage, inb: Inbound, retry?: { target: Target; branch: string; state: RetryState }): void {
     this.stampTopVia(m, inb.source);
 
     const scheme = m.uri!.scheme;
@@ -132,8 +161,8 @@ export class Proxy {
     // RFC 3261 §16.3 step 3.
     if (m.maxForwards === 0) return this.reply(m, inb, 483);
 
-    const branch = deriveBranch(m);
-    if (this.isLoop(m, branch)) return this.reply(m, inb, 482);
+    let branch = deriveBranch(m);
+    if (retry === undefined && this.isLoop(m, branch)) return this.reply(m, inb, 482);
 
     // ---- where does it go? ----
     const fromTarget = this.targetFromSource(inb.source);
@@ -142,12 +171,26 @@ export class Proxy {
     let candidates: readonly Target[] | undefined;
     let destFlowId: string | undefined;
 
-    if (m.method === "CANCEL" || m.method === "ACK") {
-      // The CANCEL and the non-2xx ACK must reach the target that got the INVITE.
+    let retryState: RetryState | undefined;
+    if (retry !== undefined) {
+      target = retry.target;
+      dest = this.d.resolver.endpoint(target);
+      branch = retry.branch;
+      retryState = retry.state;
+      if (dest === undefined) {
+        this.nextAttempt(m.callId, m.topVia.branch, "unresolvable");
+        return;
+      }
+    } else if (m.method === "CANCEL" || m.method === "ACK" || m.method === "INVITE" || m.method === "REGISTER") {
+      // The CANCEL and the non-2xx ACK must reach the target, and use the
+      // branch, that the INVITE is on now (after any failover); an INVITE or
+      // REGISTER seen before is a retransmission and goes the same way.
       const st = this.d.softState.get(m.callId, m.topVia.branch);
       if (st !== undefined) {
         dest = st.dest;
         target = st.target;
+        branch = st.branch;
+        retryState = st.retry;
       }
     }
     if (dest === undefined && flow !== undefined) {
@@ -171,17 +214,21 @@ export class Proxy {
         return;
       }
       candidates = decision.targets;
-      for (const t of candidates) {
-        dest = this.d.resolver.endpoint(t);
+      let i = 0;
+      for (; i < candidates.length; i++) {
+        dest = this.d.resolver.endpoint(candidates[i]!);
         if (dest !== undefined) {
-          target = t;
+          target = candidates[i];
           break;
         }
       }
       if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
+      if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
+        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined };
+      }
     }
 
-    this.forwardRequest(m, inb, dest, target, branch, destFlowId, flow === undefined && fromTarget === undefined);
+    this.forwardRequest(m, inb, dest, target, branch, destFlowId, flow === undefined && fromTarget === undefined, retryState);
   }
 
   private forwardRequest(
@@ -192,6 +239,7 @@ export class Proxy {
     branch: string,
     destFlowId: string | undefined,
     fromPhoneSide: boolean,
+    retry: RetryState | undefined,
   ): void {
     const callerBranch = m.topVia.branch;
     const out = this.d.transport.listenerFor(dest.transport, familyOf(dest.address));
@@ -227,18 +275,96 @@ export class Proxy {
     if (isStream(dest.transport)) m.fixContentLength();
 
     if (m.method === "INVITE" || m.method === "REGISTER") {
-      this.d.softState.set(m.callId, callerBranch, { dest, target, branch });
+      if (retry === undefined) {
+        this.d.softState.set(m.callId, callerBranch, { dest, target, branch });
+      } else {
+        const ackBase = m.method === "INVITE" ? { requestUri: m.requestUri, routes: m.headers.filter((h) => h.name === "route").map((h) => h.raw) } : undefined;
+        const st: TxnState = ackBase === undefined ? { dest, target, branch } : { dest, target, branch, ackBase };
+        if (retry.timer !== undefined) this.d.clock.clearTimer(retry.timer);
+        // On the last candidate the caller's own timers decide how long to
+        // wait: a slow last target is better than a 408 from us.
+        if (retry.rest.length > 0) {
+          st.retry = retry;
+          this.armRetryTimer(m.callId, callerBranch, retry);
+        }
+        this.d.softState.set(m.callId, callerBranch, st);
+      }
     }
-    this.send(m, dest, destFlowId, inb);
+    this.send(m, dest, destFlowId, inb, target, callerBranch);
   }
 
-  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound): void {
+  // ---- per-request failover ---------------------------------------------------
+
+  private armRetryTimer(callId: string, callerBranch: string | undefined, retry: RetryState): void {
+    retry.timer = this.d.clock.setTimer(this.failover.requestTimeoutMs, () => {
+      retry.timer = undefined;
+      const st = this.d.softState.get(callId, callerBranch);
+      // A late timer for a transaction that has moved on changes nothing.
+      if (st === undefined || st.retry !== retry) return;
+      this.d.counters.inc("failover.timeout");
+      if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
+      this.nextAttempt(callId, callerBranch, "timeout");
+    });
+  }
+
+  /** Stops failover for a transaction: it has an answer from beyond its target. */
+  private settle(st: TxnState): void {
+    if (st.retry?.timer !== undefined) this.d.clock.clearTimer(st.retry.timer);
+    delete st.retry;
+  }
+
+  /**
+   * Sends the transaction's request to its next candidate. With none left
+   * (after a timeout or a transport error), the caller gets 408 or 503.
+   */
+  private nextAttempt(callId: string, callerBranch: string | undefined, why: string): "retried" | "exhausted" | "none" {
+    const st = this.d.softState.get(callId, callerBranch);
+    const retry = st?.retry;
+    if (st === undefined || retry === undefined) return "none";
+    const next = retry.rest[0];
+    if (next === undefined) {
+      this.settle(st);
+      this.answerOriginal(retry, why === "timeout" ? 408 : 503);
+      return "exhausted";
+    }
+    this.d.counters.inc(`failover.retry.${why}`);
+    retry.rest = retry.rest.slice(1);
+    retry.attempt += 1;
+    const r = parse(retry.original, { limits: this.limits });
+    if (!r.ok) return "none";
+    const base = st.branch.replace(/\.[0-9]+$/, "");
+    this.onRequest(r.message, retry.inbound, { target: next, branch: `${base}.${retry.attempt}`, state: retry });
+    return "retried";
+  }
+
+  /** Answers the caller of a request whose every candidate failed. */
+  private answerOriginal(retry: RetryState, status: number): void {
+    const r = parse(retry.original, { limits: this.limits });
+    if (!r.ok) return;
+    this.stampTopVia(r.message, retry.inbound.source);
+    this.reply(r.message, retry.inbound, status, status === 503 ? "All Targets Failed" : undefined);
+  }
+
+  /** ACK for a non-2xx INVITE response the edge absorbed to fail over (RFC 3261 §17.1.1.3). */
+  private ackAbsorbed(m: SipMessage, st: TxnState, viaRaw: string, to: Endpoint): void {
+    const ackBase = st.ackBase;
+    if (ackBase === undefined) return;
+    const lines = [`ACK ${ackBase.requestUri} SIP/2.0`, viaRaw, ...ackBase.routes, "Max-Forwards: 70"];
+    for (const h of m.headers) if (h.name === "from" || h.name === "to" || h.name === "call-id") lines.push(h.raw);
+    lines.push(`CSeq: ${m.cseq.seq} ACK`, "Content-Length: 0", "", "");
+    this.d.transport.send(to, lines.join("\r\n"));
+    this.d.counters.inc("tx.request.ACK.absorbed");
+  }
+
+  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string): void {
     const data = m.toBuffer();
     const onError = (e: { code: string }): void => {
       this.d.counters.inc(`tx.error.${e.code}`);
-      // Until per-request failover handles it, the caller learns at once
-      // instead of waiting for its own timer.
-      if (m.isRequest && m.method !== "ACK") this.replyAfterForward(m, inb, 503, "Next Hop Failed");
+      if (target !== undefined) this.d.observer?.targetOutcome(target, "transport-error");
+      if (!m.isRequest || m.method === "ACK") return;
+      // A transport error moves the request to the next candidate at once;
+      // with none left the caller learns now instead of by its own timer.
+      if (this.nextAttempt(m.callId, callerBranch, "transport-error") === "none") this.replyAfterForward(m, inb, 503, "Next Hop Failed");
     };
     const ok = this.d.transport.send(dest, data, flowId === undefined ? { onError } : { flowId, onError });
     if (!ok) {
@@ -258,15 +384,18 @@ export class Proxy {
 
   private onResponse(m: SipMessage, inb: Inbound): void {
     // RFC 3261 §16.7 step 3: the top Via must be ours.
-    if (!isEdgeBranch(m.topVia.branch)) {
+    const ourBranch = m.topVia.branch;
+    if (!isEdgeBranch(ourBranch)) {
       this.d.counters.inc("drop.response.not-our-via");
       return;
     }
+    const ourViaRaw = m.headers[m.indexOf("via")]!.raw;
     m.removeTopVia();
     if (m.indexOf("via") < 0) {
       this.d.counters.inc("drop.response.no-next-via");
       return;
     }
+    if ((m.method === "INVITE" || m.method === "REGISTER") && !this.onTransactionResponse(m, ourBranch!, ourViaRaw, inb.source)) return;
     const via = m.topVia;
     const transport = transportFromVia(via.transport);
     if (transport === undefined) {
@@ -282,6 +411,53 @@ export class Proxy {
     if (m.method === "REGISTER" && m.status >= 200 && m.status < 300) this.unaliasContacts(m);
     if (isStream(transport)) m.fixContentLength();
     this.send(m, { transport, address, port }, undefined, inb);
+  }
+
+  /**
+   * Failover bookkeeping for a response to an INVITE/REGISTER. Returns false
+   * when the response is absorbed (the request moves to another target, or
+   * the response belongs to an attempt already abandoned).
+   */
+  private onTransactionResponse(m: SipMessage, ourBranch: string, ourViaRaw: string, from: Endpoint): boolean {
+    const callerBranch = m.topVia.branch;
+    const st = this.d.softState.get(m.callId, callerBranch);
+    if (st === undefined) return true;
+    const status = m.status;
+    if (ourBranch !== st.branch) {
+      // An attempt we gave up on. A 2xx is relayed all the same (the caller
+      // handles it like a forked answer); anything else is absorbed.
+      if (status >= 200 && status < 300) return true;
+      if (status >= 300 && m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
+      this.d.counters.inc("failover.late-response-absorbed");
+      return false;
+    }
+    if (st.target !== undefined && status >= 200) {
+      this.d.observer?.targetOutcome(st.target, this.failover.retryOn.has(status) ? "failure-response" : "response", status);
+    }
+    const retry = st.retry;
+    if (retry === undefined) return true;
+    if (status === 100) {
+      // The target is alive (RFC 3261 §16.7: 100 is hop-by-hop); a later
+      // 5xx from it may still move the request.
+      if (retry.timer !== undefined) {
+        this.d.clock.clearTimer(retry.timer);
+        retry.timer = undefined;
+      }
+      return true;
+    }
+    if (status < 200 || !this.failover.retryOn.has(status)) {
+      // Ringing or a real answer from beyond the target: never retried.
+      this.settle(st);
+      return true;
+    }
+    if (retry.rest.length === 0) {
+      // Nothing left to try: the caller gets this final response.
+      this.settle(st);
+      return true;
+    }
+    if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
+    this.nextAttempt(m.callId, callerBranch, `status-${status}`);
+    return false;
   }
 
   // ---- helpers ------------------------------------------------------------------

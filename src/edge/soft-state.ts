@@ -1,5 +1,6 @@
 import { LRUCache } from "lru-cache";
-import type { Endpoint } from "./ports.js";
+import type { TimerHandle } from "../util/clock.js";
+import type { Endpoint, Inbound } from "./ports.js";
 import type { Target } from "./targets.js";
 
 /**
@@ -12,8 +13,34 @@ import type { Target } from "./targets.js";
 export interface TxnState {
   dest: Endpoint;
   target: Target | undefined;
-  /** The branch of our Via on the forwarded request. */
+  /** The branch of our Via on the request as last forwarded (per attempt). */
   branch: string;
+  /**
+   * Present while the request may still be retried on another target
+   * (RFC 3261 §16.7-style serial forking, DESIGN.md §2.1): until a
+   * provisional response from beyond the target, or a final answer.
+   */
+  retry?: RetryState;
+  /** Kept for INVITEs that may fail over, to ACK responses the edge absorbs. */
+  ackBase?: AckBase;
+}
+
+export interface RetryState {
+  /** Candidates not tried yet, in order. */
+  rest: readonly Target[];
+  /** The request exactly as received, re-processed for each attempt. */
+  original: Buffer;
+  /** Where it was received: the source of any answer the edge gives itself. */
+  inbound: Inbound;
+  attempt: number;
+  /** Fires when the current target has not answered at all in time. */
+  timer: TimerHandle | undefined;
+}
+
+/** What an ACK for an absorbed non-2xx response needs (RFC 3261 §17.1.1.3). */
+export interface AckBase {
+  requestUri: string;
+  routes: readonly string[];
 }
 
 export interface SoftStateOptions {
@@ -35,6 +62,10 @@ export class SoftState {
 
   get(callId: string, branch: string | undefined): TxnState | undefined {
     return this.txns.get(SoftState.key(callId, branch));
+  }
+
+  delete(callId: string, branch: string | undefined): void {
+    this.txns.delete(SoftState.key(callId, branch));
   }
 
   set(callId: string, branch: string | undefined, s: TxnState): void {

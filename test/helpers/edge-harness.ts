@@ -6,7 +6,8 @@
 import { FlowTokenCodec } from "../../src/edge/flow-token.js";
 import { EdgeIdentity } from "../../src/edge/identity.js";
 import type { Endpoint, Inbound, Listener, SendError, TransportName, TransportPort } from "../../src/edge/ports.js";
-import { Proxy } from "../../src/edge/proxy.js";
+import { Proxy, type ProxyObserver } from "../../src/edge/proxy.js";
+import { FakeClock } from "../../src/util/clock.js";
 import { PriorityRouter, type Router } from "../../src/edge/router.js";
 import { SoftState } from "../../src/edge/soft-state.js";
 import { literalResolver, makeTarget, type Target } from "../../src/edge/targets.js";
@@ -51,7 +52,8 @@ export const TCP: Listener = { id: "tcp0", transport: "tcp", address: "192.0.2.1
 
 export const KEY = Buffer.alloc(32, 7);
 
-export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[] } = {}) {
+export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver } = {}) {
+  const clock = new FakeClock();
   const transport = new RecordingTransport([UDP, TCP]);
   const targets = opts.targets ?? [
     makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
@@ -71,12 +73,14 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
     softState,
     counters,
     logger: silentLogger,
+    clock,
+    ...(opts.observer === undefined ? {} : { observer: opts.observer }),
   });
   const deliver = (text: string, source: Endpoint, listener: Listener = source.transport === "udp" ? UDP : TCP, flowId?: string): void => {
     const inb: Inbound = { data: Buffer.from(text, "latin1"), source, listener, ...(flowId === undefined ? {} : { flowId }) };
     proxy.onMessage(inb);
   };
-  return { proxy, transport, counters, flowTokens, softState, targets, deliver };
+  return { proxy, transport, counters, flowTokens, softState, targets, deliver, clock };
 }
 
 export const PHONE: Endpoint = { transport: "udp", address: "198.51.100.7", port: 5062 };

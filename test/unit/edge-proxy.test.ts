@@ -322,8 +322,8 @@ t.test("double Record-Route when the request leaves on another transport", async
   t.match(s.data, /\r\nVia: SIP\/2\.0\/TCP 192\.0\.2\.1:5060;branch=/);
 });
 
-t.test("a transport error towards the target answers 503 at once", async (t) => {
-  const e = makeEdge();
+t.test("a transport error towards the only target answers 503 at once", async (t) => {
+  const e = makeEdge({ targets: [makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1 })] });
   e.deliver(INVITE, PHONE);
   const s = e.transport.take();
   s.onError!({ code: "connect-refused", reason: "refused", dest: s.dest });
