@@ -143,9 +143,13 @@ export function uriParam(uri: SipUri, name: string): string | null | undefined {
   return undefined;
 }
 
-/** Host as it appears in a URI or Via: IPv6 addresses get their brackets back. */
+/**
+ * Host as it appears in a URI or Via: IPv6 addresses get their brackets back.
+ * A host that already has them is returned as it is, so a caller holding a
+ * reference never produces `[[...]]`.
+ */
 export function hostRef(host: string): string {
-  return host.indexOf(":") >= 0 ? `[${host}]` : host;
+  return host.indexOf(":") >= 0 && host.charCodeAt(0) !== 91 ? `[${host}]` : host;
 }
 
 /** Decodes %HH escapes once (RFC 3261 §19.1.4); invalid escapes stay literal. */

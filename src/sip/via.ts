@@ -61,7 +61,8 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     const close = s.indexOf("]", i);
     if (close < 0 || close >= end) return fail("Via: unterminated IPv6 reference");
     host = s.slice(i + 1, close);
-    if (!/^[0-9A-Fa-f:.]+$/.test(host)) return fail("Via: bad IPv6 reference");
+    // An IPv6 reference holds at least one colon; `[192.0.2.1]` is not one.
+    if (!/^[0-9A-Fa-f:.]+$/.test(host) || host.indexOf(":") < 0) return fail("Via: bad IPv6 reference");
     i = close + 1;
   } else {
     const hs = i;
@@ -98,6 +99,8 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     else {
       if (!/^[0-9]{1,5}$/.test(rportP.value)) return fail("Via: bad rport");
       rport = Number(rportP.value);
+      // A response must never be aimed at a port that cannot exist (RFC 3581 §4).
+      if (rport > 65535) return fail("Via: rport out of range");
     }
   }
   let received = receivedP?.value ?? undefined;
