@@ -299,7 +299,8 @@ export class SipMessage {
       this.headers.push(makeHeader(name, wireName, value));
     } else {
       this.headers[i] = makeHeader(name, wireName, value);
-      for (let j = this.headers.length - 1; j > i; j--) if (this.headers[j]!.name === name) this.headers.splice(j, 1);
+      // One pass: splicing each later duplicate would be quadratic in their number.
+      if (this.indexOf(name, i + 1) >= 0) this.headers = this.headers.filter((h, j) => j <= i || h.name !== name);
     }
     this.touch();
   }

@@ -318,10 +318,14 @@ function toError(f: Fail, isRequest: boolean | undefined, method: string | undef
   return { ok: false, code: f.code, reason: f.reason, offset: f.offset, status: f.status, isRequest, method, headers };
 }
 
+/**
+ * Occurrences of `code` in `s[from..end)`. A bounded scan on purpose:
+ * `indexOf` would run past `end` to the next comma anywhere in the message,
+ * once per Via line, which makes a message of many Via lines quadratic.
+ */
 function countChar(s: string, code: number, from: number, end: number): number {
-  const ch = String.fromCharCode(code);
   let c = 0;
-  for (let i = s.indexOf(ch, from); i >= 0 && i < end; i = s.indexOf(ch, i + 1)) c++;
+  for (let i = from; i < end; i++) if (s.charCodeAt(i) === code) c++;
   return c;
 }
 
