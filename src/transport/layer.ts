@@ -1,0 +1,425 @@
+import { randomBytes } from "node:crypto";
+import { isIP, type Socket } from "node:net";
+import type { WebSocket } from "ws";
+import type { FramerLimits } from "../sip/framer.js";
+import type { Clock } from "../util/clock.js";
+import type { Logger } from "../util/logger.js";
+import { defaultAdvertise, endpointKey, familyOf, isValidDestination, isWildcard, mappedAddress, normalizeAddress } from "./address.js";
+import { ConnectionBudget } from "./budget.js";
+import { openStream, openWebSocket } from "./connect.js";
+import type { ErrorCallback, Flow, FlowHost } from "./flow.js";
+import { classifyKeepalive } from "./keepalive.js";
+import { SocketFlow } from "./socket-flow.js";
+import { StreamListener, type StreamListenerHost } from "./stream-listener.js";
+import { clientTlsOptions, serverTlsOptions } from "./tls-options.js";
+import {
+  TRANSPORTS,
+  type BoundListener,
+  type Endpoint,
+  type InboundMessage,
+  type ListenerSpec,
+  type SendOptions,
+  type TlsSettings,
+  type TransportError,
+  type TransportErrorCode,
+  type TransportLimits,
+  type TransportName,
+  type TransportStats,
+} from "./types.js";
+import { UdpListener, type UdpHost } from "./udp.js";
+import { WsFlow } from "./ws-flow.js";
+
+export interface TransportLayerOptions {
+  listeners: ListenerSpec[];
+  /** Certificate and key (PEM text) for TLS/WSS listeners and outbound TLS/WSS. */
+  tls?: TlsSettings;
+  limits: TransportLimits;
+  clock: Clock;
+  logger: Logger;
+  /** SO_RCVBUF/SO_SNDBUF for UDP sockets; the OS default when absent. */
+  udpSocketBufferBytes?: number;
+}
+
+const DEFAULT_WRITE_QUEUE_BYTES = 1024 * 1024;
+
+/**
+ * Every socket of the edge: UDP, TCP, TLS, WS and WSS listeners, outbound
+ * connections reused per destination, connection limits and timers. It
+ * moves whole SIP messages in and out and reports connection events; SIP
+ * decisions belong to the caller (DESIGN.md §5.1).
+ */
+export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
+  /** Receives every inbound SIP message; set by the composition root. */
+  onMessage: (m: InboundMessage) => void;
+  /** Called once for every connection that closes, with why. */
+  onFlowClosed: ((flowId: string, reason: string) => void) | undefined;
+
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly budget: ConnectionBudget;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxWriteQueueBytes: number;
+  readonly maxMessageBytes: number;
+
+  private readonly specs: readonly ListenerSpec[];
+  private readonly tls: TlsSettings | undefined;
+  private readonly framerLimits: FramerLimits;
+  private readonly udpBufferBytes: number | undefined;
+  private readonly udpListeners: UdpListener[] = [];
+  private readonly streamListeners: StreamListener[] = [];
+  private boundListeners: readonly BoundListener[] = [];
+  /** transport + family -> the listener outbound traffic of that kind leaves from. */
+  private readonly outboundListener = new Map<string, BoundListener>();
+  private udp4: UdpListener | undefined;
+  private udp6: UdpListener | undefined;
+  private readonly flows = new Map<string, Flow>();
+  /** Destination key -> open flows to it, newest last (inbound flows count for their source). */
+  private readonly byDest = new Map<string, Flow[]>();
+  private readonly drops = new Map<string, number>();
+  private keepaliveCount = 0;
+  private state: "new" | "running" | "stopped" = "new";
+  /** Flow ids differ across restarts, so a stale flow token never names a new connection. */
+  private readonly flowPrefix = randomBytes(3).toString("hex");
+  private flowSeq = 0;
+  private readonly udpSent = (err: Error | null): void => {
+    if (err) this.count("udp-send-failed");
+  };
+
+  constructor(opts: TransportLayerOptions) {
+    const l = opts.limits;
+    for (const [name, v] of Object.entries(l)) {
+      if (v !== undefined && !(typeof v === "number" && v > 0)) throw new Error(`transport limit ${name} must be a positive number`);
+    }
+    for (const s of opts.listeners) {
+      if (!TRANSPORTS.includes(s.transport)) throw new Error(`unknown transport ${String(s.transport)}`);
+      if (isIP(s.address) === 0) throw new Error(`listener address ${s.address} is not an IP literal`);
+      if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new Error(`listener port ${s.port} is out of range`);
+      if ((s.transport === "tls" || s.transport === "wss") && opts.tls === undefined) {
+        throw new Error(`${s.transport} listener ${s.address}:${s.port} needs tls settings (cert and key)`);
+      }
+    }
+    this.specs = opts.listeners;
+    this.tls = opts.tls;
+    this.clock = opts.clock;
+    this.logger = opts.logger;
+    this.connectTimeoutMs = l.connectTimeoutMs;
+    this.idleTimeoutMs = l.idleTimeoutMs;
+    this.maxMessageBytes = l.maxMessageBytes;
+    this.maxWriteQueueBytes = l.maxWriteQueueBytes ?? DEFAULT_WRITE_QUEUE_BYTES;
+    this.framerLimits = { maxMessageBytes: l.maxMessageBytes, maxBufferBytes: l.maxStreamBufferBytes };
+    this.budget = new ConnectionBudget(l.maxConnections, l.maxConnectionsPerSource);
+    this.udpBufferBytes = opts.udpSocketBufferBytes;
+    this.onMessage = () => this.count("no-handler");
+    this.onFlowClosed = undefined;
+  }
+
+  /** Binds every listener (port 0 picks a free one) and reports what was bound, in config order. */
+  async start(): Promise<BoundListener[]> {
+    if (this.state !== "new") throw new Error("transport layer already started");
+    this.state = "running";
+    const serverTls = this.tls === undefined ? undefined : serverTlsOptions(this.tls);
+    const starts: Array<Promise<BoundListener>> = [];
+    try {
+      for (const spec of this.specs) {
+        const family = familyOf(spec.address);
+        const advertise = spec.advertise ?? defaultAdvertise(spec.address, family);
+        if (spec.transport === "udp") {
+          const u = new UdpListener(this, spec, family, advertise, this.udpBufferBytes);
+          this.udpListeners.push(u);
+          starts.push(u.start());
+        } else {
+          const s = new StreamListener(this, { ...spec, transport: spec.transport }, family, advertise, serverTls);
+          this.streamListeners.push(s);
+          starts.push(s.start());
+        }
+      }
+      const bound = await Promise.all(starts);
+      this.boundListeners = Object.freeze(bound);
+    } catch (err) {
+      await Promise.allSettled(starts);
+      await this.stop();
+      throw err;
+    }
+    for (const b of this.boundListeners) {
+      const key = b.transport + b.family;
+      if (!this.outboundListener.has(key)) this.outboundListener.set(key, b);
+    }
+    // A dual-stack "::" listener also serves IPv4 when no IPv4 one exists.
+    for (const b of this.boundListeners) {
+      const key = `${b.transport}4`;
+      if (b.family === 6 && b.address === "::" && !this.outboundListener.has(key)) this.outboundListener.set(key, b);
+    }
+    this.udp4 = this.udpListeners.find((u) => u.family === 4 && u.bound === this.outboundListener.get("udp4"));
+    this.udp6 = this.udpListeners.find((u) => u.family === 6 && u.bound === this.outboundListener.get("udp6"));
+    if (this.udp4 === undefined) this.udp4 = this.udpListeners.find((u) => u.dualStack);
+    return [...this.boundListeners];
+  }
+
+  /** Closes every listener and connection and clears every timer. */
+  async stop(): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "stopped";
+    for (const flow of [...this.flows.values()]) flow.fail("stopped", "transport layer stopped");
+    await Promise.all([...this.udpListeners.map((u) => u.close()), ...this.streamListeners.map((s) => s.close())]);
+  }
+
+  get listeners(): readonly BoundListener[] {
+    return this.boundListeners;
+  }
+
+  /** The listener outbound traffic of a transport and family leaves from (for Via, Record-Route, Path). */
+  listenerFor(transport: TransportName, family: 4 | 6): BoundListener | undefined {
+    return this.outboundListener.get(transport + family);
+  }
+
+  /**
+   * Sends one SIP message. With `flowId` it goes on that connection or, if
+   * the connection is gone, `send` returns false at once (the proxy answers
+   * 430, RFC 5626 §5.3). Otherwise UDP leaves from the UDP listener of the
+   * destination's family, and stream transports reuse the open connection to
+   * the destination or open one. Every other failure goes to `onError`,
+   * after `send` has returned.
+   */
+  send(dest: Endpoint, data: Buffer | string, opts?: SendOptions): boolean {
+    const onError = opts?.onError;
+    const flowId = opts?.flowId;
+    if (flowId !== undefined) {
+      const flow = this.flows.get(flowId);
+      if (flow === undefined || flow.state === "closed") return false;
+      flow.send(data, onError);
+      return true;
+    }
+    if (this.state !== "running") {
+      this.reportLater(onError, "stopped", "transport layer is not running", dest);
+      return true;
+    }
+    if (!isValidDestination(dest)) {
+      this.count("bad-destination");
+      this.reportLater(onError, "write-failed", `cannot send to ${dest.address}:${dest.port}`, dest);
+      return true;
+    }
+    if (dest.transport === "udp") {
+      this.sendUdp(dest, data, onError);
+      return true;
+    }
+    const key = endpointKey(dest.transport, dest.address, dest.port);
+    const flow = this.reusable(key) ?? this.connect(dest, key, opts?.servername, onError);
+    flow?.send(data, onError);
+    return true;
+  }
+
+  hasFlow(flowId: string): boolean {
+    const flow = this.flows.get(flowId);
+    return flow !== undefined && flow.state !== "closed";
+  }
+
+  /** Closes one connection (ops action, ban); false when it is already gone. */
+  closeFlow(flowId: string, reason: string): boolean {
+    const flow = this.flows.get(flowId);
+    if (flow === undefined) return false;
+    flow.close(reason);
+    return true;
+  }
+
+  stats(): TransportStats {
+    const perTransport: Record<string, number> = {};
+    for (const t of TRANSPORTS) if (t !== "udp") perTransport[t] = 0;
+    for (const f of this.flows.values()) {
+      if (f.state === "open") perTransport[f.transport] = (perTransport[f.transport] ?? 0) + 1;
+    }
+    const dropped = Object.fromEntries([...this.drops.entries()].sort(([a], [b]) => a.localeCompare(b)));
+    return { connections: this.budget.total, perTransport, dropped, keepalives: this.keepaliveCount };
+  }
+
+  // ---- hosts for listeners and flows ---------------------------------------------
+
+  count(reason: string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  keepalive(): void {
+    this.keepaliveCount++;
+  }
+
+  report(onError: ErrorCallback | undefined, e: TransportError): void {
+    if (onError === undefined) return;
+    try {
+      onError(e);
+    } catch (err) {
+      this.count("error-callback-threw");
+      this.logger.error({ err }, "transport error callback threw");
+    }
+  }
+
+  onDatagram(listener: UdpListener, data: Buffer, address: string, port: number): void {
+    if (data.length > this.maxMessageBytes) {
+      this.count("udp-oversize");
+      return;
+    }
+    if (data.length === 0) {
+      this.count("udp-empty");
+      return;
+    }
+    // CRLF keepalives over UDP carry no message (RFC 5626 §3.5.1 peers use them to keep NAT bindings).
+    if (data[0] === 13 && classifyKeepalive(data) !== "none") {
+      this.keepaliveCount++;
+      return;
+    }
+    this.emit({ data, source: { transport: "udp", address, port }, listener: listener.bound! });
+  }
+
+  deliver(flow: Flow, data: Buffer): void {
+    this.emit({ data, source: flow.remote, listener: flow.listener, flowId: flow.id });
+  }
+
+  adoptSocket(socket: Socket, listener: BoundListener): void {
+    const address = socket.remoteAddress;
+    const port = socket.remotePort;
+    if (address === undefined || port === undefined) {
+      socket.destroy();
+      return;
+    }
+    const remote: Endpoint = Object.freeze({ transport: listener.transport, address: normalizeAddress(address), port });
+    const flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, false, undefined, this.framerLimits);
+    this.register(flow, endpointKey(remote.transport, remote.address, remote.port));
+  }
+
+  adoptWebSocket(ws: WebSocket, address: string, port: number, listener: BoundListener): void {
+    const remote: Endpoint = Object.freeze({ transport: listener.transport, address, port });
+    const flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, false);
+    this.register(flow, endpointKey(remote.transport, address, port));
+  }
+
+  flowOpened(flow: Flow): void {
+    if (this.logger.isLevelEnabled("debug")) this.logger.debug({ flowId: flow.id, remote: flow.remote }, "connection open");
+  }
+
+  flowClosed(flow: Flow, reason: string): void {
+    this.flows.delete(flow.id);
+    const key = endpointKey(flow.remote.transport, flow.remote.address, flow.remote.port);
+    const list = this.byDest.get(key);
+    if (list !== undefined) {
+      const i = list.indexOf(flow);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.byDest.delete(key);
+    }
+    // Inbound sockets give their budget back when the accepted socket closes.
+    if (flow.outbound) this.budget.releaseOutbound();
+    if (this.logger.isLevelEnabled("debug")) this.logger.debug({ flowId: flow.id, remote: flow.remote, reason }, "connection closed");
+    const hook = this.onFlowClosed;
+    if (hook !== undefined) {
+      try {
+        hook(flow.id, reason);
+      } catch (err) {
+        this.count("flow-closed-hook-threw");
+        this.logger.error({ err }, "onFlowClosed threw");
+      }
+    }
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  private emit(m: InboundMessage): void {
+    try {
+      this.onMessage(m);
+    } catch (err) {
+      // A bug in a handler must not take the socket's event loop down with it.
+      this.count("handler-threw");
+      this.logger.error({ err, source: m.source }, "message handler threw");
+    }
+  }
+
+  private sendUdp(dest: Endpoint, data: Buffer | string, onError: ErrorCallback | undefined): void {
+    let address = dest.address;
+    let udp: UdpListener | undefined;
+    if (familyOf(address) === 6) {
+      udp = this.udp6;
+    } else {
+      udp = this.udp4;
+      if (udp !== undefined && udp.family === 6) address = mappedAddress(address);
+    }
+    if (udp === undefined) {
+      this.count("udp-no-listener");
+      this.reportLater(onError, "no-listener", `no UDP listener for ${dest.address}`, dest);
+      return;
+    }
+    const done = onError === undefined ? this.udpSent : (err: Error | null): void => {
+      if (err) {
+        this.count("udp-send-failed");
+        this.report(onError, { code: "write-failed", reason: err.message, dest });
+      }
+    };
+    try {
+      udp.socket.send(data, dest.port, address, done);
+    } catch (err) {
+      // The socket is closed (shutdown race); the destination was validated.
+      this.count("udp-send-failed");
+      this.reportLater(onError, "write-failed", err instanceof Error ? err.message : String(err), dest);
+    }
+  }
+
+  private reusable(key: string): Flow | undefined {
+    const list = this.byDest.get(key);
+    return list === undefined ? undefined : list[list.length - 1];
+  }
+
+  private connect(dest: Endpoint, key: string, servername: string | undefined, onError: ErrorCallback | undefined): Flow | undefined {
+    if (!this.budget.admitOutbound()) {
+      this.count("max-connections");
+      this.reportLater(onError, "limit", "connection limit reached", dest);
+      return undefined;
+    }
+    const family = familyOf(dest.address);
+    const out = this.listenerFor(dest.transport, family);
+    // Leave from the listener's address on a multi-homed host, so the peer
+    // sees the address our Via and Record-Route name.
+    const localAddress = out !== undefined && out.family === family && !isWildcard(out.address) ? out.address : undefined;
+    const listener = out ?? this.unlistenedListener(dest.transport, family);
+    const remote: Endpoint = Object.freeze({ transport: dest.transport, address: dest.address, port: dest.port });
+    const secure = dest.transport === "tls" || dest.transport === "wss";
+    const tls = secure ? clientTlsOptions(this.tls, servername) : undefined;
+    let flow: Flow;
+    try {
+      if (dest.transport === "tcp" || dest.transport === "tls") {
+        const socket = openStream(remote, tls, localAddress);
+        flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, true, secure ? "secureConnect" : "connect", this.framerLimits);
+      } else {
+        const ws = openWebSocket(remote, tls, localAddress, this.maxMessageBytes);
+        flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, true);
+      }
+    } catch (err) {
+      this.budget.releaseOutbound();
+      this.count("connect-failed");
+      this.reportLater(onError, "connect-failed", err instanceof Error ? err.message : String(err), dest);
+      return undefined;
+    }
+    this.register(flow, key);
+    return flow;
+  }
+
+  /** Stands in for a listener when traffic leaves on a transport the edge does not listen on. */
+  private unlistenedListener(transport: TransportName, family: 4 | 6): BoundListener {
+    const address = family === 4 ? "0.0.0.0" : "::";
+    return Object.freeze({ id: `${transport}:outbound`, transport, address, port: 0, advertise: defaultAdvertise(address, family), family });
+  }
+
+  private register(flow: Flow, key: string): void {
+    if (flow.state === "closed") return;
+    this.flows.set(flow.id, flow);
+    const list = this.byDest.get(key);
+    if (list === undefined) this.byDest.set(key, [flow]);
+    else list.push(flow);
+  }
+
+  private nextFlowId(): string {
+    this.flowSeq++;
+    return `${this.flowPrefix}-${this.flowSeq.toString(36)}`;
+  }
+
+  private reportLater(onError: ErrorCallback | undefined, code: TransportErrorCode, reason: string, dest: Endpoint): void {
+    if (onError === undefined) return;
+    const e: TransportError = { code, reason, dest };
+    queueMicrotask(() => this.report(onError, e));
+  }
+}

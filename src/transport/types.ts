@@ -1,0 +1,111 @@
+/**
+ * Values the transport layer exchanges with the rest of the edge. The layer
+ * moves whole SIP messages as bytes and reports connection events; it makes
+ * no SIP decisions.
+ */
+export type TransportName = "udp" | "tcp" | "tls" | "ws" | "wss";
+
+export const TRANSPORTS: readonly TransportName[] = Object.freeze(["udp", "tcp", "tls", "ws", "wss"]);
+
+export interface Endpoint {
+  transport: TransportName;
+  /** IP literal, no brackets. */
+  address: string;
+  port: number;
+}
+
+export interface ListenerSpec {
+  transport: TransportName;
+  /** IP literal to bind ("0.0.0.0" and "::" bind every interface). */
+  address: string;
+  /** 0 picks a free port; `start()` reports the real one. */
+  port: number;
+  /** Host written into Via, Record-Route and Path for this listener. */
+  advertise?: string;
+}
+
+export interface BoundListener {
+  id: string;
+  transport: TransportName;
+  address: string;
+  port: number;
+  advertise: string;
+  family: 4 | 6;
+}
+
+export interface InboundMessage {
+  data: Buffer;
+  source: Endpoint;
+  /** The listener the message arrived on (for an outbound connection: the one its traffic belongs to). */
+  listener: BoundListener;
+  /** Stream transports: the connection the message arrived on. */
+  flowId?: string;
+}
+
+export type TransportErrorCode =
+  | "connect-timeout"
+  | "connect-refused"
+  | "connect-failed"
+  | "flow-gone"
+  | "write-failed"
+  | "limit"
+  | "tls"
+  | "ws-protocol"
+  | "no-listener"
+  | "stopped";
+
+export interface TransportError {
+  code: TransportErrorCode;
+  reason: string;
+  dest: Endpoint;
+}
+
+export interface SendOptions {
+  /** Write on this exact connection; `send` returns false when it is gone. */
+  flowId?: string;
+  /** TLS SNI and certificate name for a new TLS/WSS connection (RFC 5922). */
+  servername?: string;
+  /** Failures after `send` returned are reported here, never thrown. */
+  onError?: (e: TransportError) => void;
+}
+
+export interface TransportLimits {
+  /** Largest SIP message accepted on any transport, in bytes. */
+  maxMessageBytes: number;
+  /** Most bytes a stream connection may hold for an incomplete message. */
+  maxStreamBufferBytes: number;
+  /** Connections open at once, inbound and outbound together. */
+  maxConnections: number;
+  /** Inbound connections open at once from one source address. */
+  maxConnectionsPerSource: number;
+  connectTimeoutMs: number;
+  /** A connection with no traffic either way for this long is closed. */
+  idleTimeoutMs: number;
+  /** Bytes queued for writing on one connection before further sends fail with "limit". */
+  maxWriteQueueBytes?: number;
+}
+
+export interface TlsSettings {
+  /** PEM text. */
+  cert: string;
+  /** PEM text. */
+  key: string;
+  /** PEM text of the CAs trusted for peers; the system store when absent. */
+  ca?: string;
+  minVersion?: "TLSv1.2" | "TLSv1.3";
+  /** Verify the server certificate of outbound TLS/WSS connections (default true). */
+  verifyPeer?: boolean;
+  /** Ask inbound TLS/WSS clients for a certificate and reject those without a valid one (default false). */
+  requireClientCert?: boolean;
+}
+
+export interface TransportStats {
+  /** Sockets open or opening, inbound and outbound. */
+  connections: number;
+  /** Established connections (flows) per transport. */
+  perTransport: Record<string, number>;
+  /** Messages or connections dropped, by reason. */
+  dropped: Record<string, number>;
+  /** CRLF keepalives received (UDP datagrams of CRLFs, stream and WebSocket pings). */
+  keepalives: number;
+}

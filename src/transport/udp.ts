@@ -1,0 +1,77 @@
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import type { Logger } from "../util/logger.js";
+import { listenerId, normalizeAddress } from "./address.js";
+import type { BoundListener, ListenerSpec } from "./types.js";
+
+export interface UdpHost {
+  readonly logger: Logger;
+  onDatagram(listener: UdpListener, data: Buffer, address: string, port: number): void;
+  count(reason: string): void;
+}
+
+/** One UDP socket per UDP listener; it both receives and sends (RFC 3581 symmetric response routing). */
+export class UdpListener {
+  readonly socket: Socket;
+  bound: BoundListener | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly host: UdpHost,
+    private readonly spec: ListenerSpec,
+    readonly family: 4 | 6,
+    private readonly advertise: string,
+    socketBufferBytes: number | undefined,
+  ) {
+    this.socket = createSocket({
+      type: family === 6 ? "udp6" : "udp4",
+      ...(socketBufferBytes === undefined ? {} : { recvBufferSize: socketBufferBytes, sendBufferSize: socketBufferBytes }),
+    });
+    const mapped = family === 6;
+    this.socket.on("message", (data: Buffer, rinfo: RemoteInfo) => {
+      host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
+    });
+  }
+
+  /** Dual-stack: an IPv6 wildcard socket also reaches IPv4 peers. */
+  get dualStack(): boolean {
+    return this.family === 6 && this.spec.address === "::";
+  }
+
+  start(): Promise<BoundListener> {
+    return new Promise((resolve, reject) => {
+      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${err.message}`));
+      this.socket.once("error", onBindError);
+      this.socket.bind(this.spec.port, this.spec.address, () => {
+        this.socket.off("error", onBindError);
+        this.socket.on("error", (err) => {
+          // Send failures without a callback land here; they must not crash the process.
+          this.host.count("udp-socket-error");
+          this.host.logger.warn({ err: err.message, listener: this.bound?.id }, "udp socket error");
+        });
+        const port = this.socket.address().port;
+        this.bound = Object.freeze({
+          id: listenerId("udp", this.spec.address, port),
+          transport: "udp",
+          address: this.spec.address,
+          port,
+          advertise: this.advertise,
+          family: this.family,
+        });
+        resolve(this.bound);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return new Promise((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        // Never bound (start failed): nothing to close.
+        resolve();
+      }
+    });
+  }
+}
