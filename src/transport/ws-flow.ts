@@ -28,7 +28,8 @@ export class WsFlow extends Flow {
     ws.on("pong", () => this.touch());
     ws.on("error", (err: NodeJS.ErrnoException) => {
       if (this.state === "connecting") {
-        this.fail(connectErrorCode(err), err.message);
+        // The ws client itself refuses a handshake without our subprotocol.
+        this.fail(/subprotocol/i.test(err.message) ? "ws-protocol" : connectErrorCode(err), err.message);
         return;
       }
       this.host.count("ws-error");
