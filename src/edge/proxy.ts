@@ -510,8 +510,9 @@ export class Proxy {
   private targetFromSource(source: Endpoint): Target | undefined {
     for (const t of this.d.targets()) {
       const ep = this.d.resolver.endpoint(t);
-      // PBXs may send from any port (TCP clients use ephemeral ones).
-      if (ep !== undefined && ep.address === source.address) return t;
+      // Address and port: a PBX sends from its SIP port, or over the
+      // connection we opened to it; several peers may share one address.
+      if (ep !== undefined && ep.address === source.address && ep.port === source.port) return t;
     }
     return undefined;
   }
