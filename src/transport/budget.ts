@@ -44,9 +44,4 @@ export class ConnectionBudget {
   releaseOutbound(): void {
     if (this.open > 0) this.open--;
   }
-
-  /** Inbound sockets open from one address. */
-  fromSource(source: string): number {
-    return this.perSource.get(source) ?? 0;
-  }
 }

@@ -81,6 +81,7 @@ export class SocketFlow extends Flow {
   }
 
   private onSocketError(err: NodeJS.ErrnoException): void {
+    if (this.state === "closed") return;
     if (this.state === "connecting") {
       this.fail(connectErrorCode(err), err.message);
       return;

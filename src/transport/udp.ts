@@ -20,12 +20,9 @@ export class UdpListener {
     private readonly spec: ListenerSpec,
     readonly family: 4 | 6,
     private readonly advertise: string,
-    socketBufferBytes: number | undefined,
+    private readonly socketBufferBytes: number | undefined,
   ) {
-    this.socket = createSocket({
-      type: family === 6 ? "udp6" : "udp4",
-      ...(socketBufferBytes === undefined ? {} : { recvBufferSize: socketBufferBytes, sendBufferSize: socketBufferBytes }),
-    });
+    this.socket = createSocket({ type: family === 6 ? "udp6" : "udp4" });
     const mapped = family === 6;
     this.socket.on("message", (data: Buffer, rinfo: RemoteInfo) => {
       host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
@@ -48,6 +45,7 @@ export class UdpListener {
           this.host.count("udp-socket-error");
           this.host.logger.warn({ err: err.message, listener: this.bound?.id }, "udp socket error");
         });
+        if (this.socketBufferBytes !== undefined) this.setBuffers(this.socketBufferBytes);
         const port = this.socket.address().port;
         this.bound = Object.freeze({
           id: listenerId("udp", this.spec.address, port),
@@ -60,6 +58,17 @@ export class UdpListener {
         resolve(this.bound);
       });
     });
+  }
+
+  /** Larger socket buffers absorb bursts (DEPENDENCIES.md: 64 KiB drops datagrams under load). */
+  private setBuffers(bytes: number): void {
+    try {
+      this.socket.setRecvBufferSize(bytes);
+      this.socket.setSendBufferSize(bytes);
+    } catch (err) {
+      // The OS refused the size; the defaults still work, only burst capacity is lower.
+      this.host.logger.warn({ err: err instanceof Error ? err.message : String(err), bytes }, "udp buffer size not applied");
+    }
   }
 
   close(): Promise<void> {

@@ -27,6 +27,8 @@ export class WsFlow extends Flow {
     ws.on("ping", () => this.touch());
     ws.on("pong", () => this.touch());
     ws.on("error", (err: NodeJS.ErrnoException) => {
+      // terminate() of a connecting WebSocket reports an error after we closed it.
+      if (this.state === "closed") return;
       if (this.state === "connecting") {
         // The ws client itself refuses a handshake without our subprotocol.
         this.fail(/subprotocol/i.test(err.message) ? "ws-protocol" : connectErrorCode(err), err.message);

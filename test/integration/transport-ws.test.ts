@@ -224,3 +224,28 @@ t.test("idle WebSocket connections close on the injected clock", async (t) => {
   await waitFor(() => c.closed());
   t.match(h.closed[0]!, /idle/);
 });
+
+t.test("WS out: a server that never answers the upgrade times out", async (t) => {
+  const { createServer } = await import("node:net");
+  const held: import("node:net").Socket[] = [];
+  const mute = createServer((s) => {
+    held.push(s);
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => mute.listen(0, "127.0.0.1", () => r()));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    return new Promise<void>((r) => mute.close(() => r()));
+  });
+  const addr = mute.address();
+  const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+  const h = await harness(t, [{ transport: "ws", address: "127.0.0.1", port: 0 }]);
+  const errors: TransportError[] = [];
+  h.layer.send({ transport: "ws", address: "127.0.0.1", port }, sip("x"), { onError: (e) => errors.push(e) });
+  await waitFor(() => held.length === 1, { what: "TCP connected" });
+  h.clock.advance(LIMITS.connectTimeoutMs);
+  await waitFor(() => errors.length === 1);
+  t.equal(errors[0]!.code, "connect-timeout");
+  await waitFor(() => h.layer.stats().connections === 0);
+  t.equal(h.layer.stats().dropped["ws-error"], undefined, "the abort of our own handshake is not an error");
+});

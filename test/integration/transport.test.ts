@@ -138,7 +138,7 @@ t.test("a port already in use fails start and releases what was bound", async (t
 });
 
 t.test("UDP in and out", async (t) => {
-  const h = await harness(t, [{ transport: "udp", address: "127.0.0.1", port: 0, advertise: "edge.example.com" }]);
+  const h = await harness(t, [{ transport: "udp", address: "127.0.0.1", port: 0, advertise: "edge.example.com" }], {}, { udpSocketBufferBytes: 1 << 20 });
   const l = h.bound[0]!;
   t.match(l, { transport: "udp", address: "127.0.0.1", family: 4, advertise: "edge.example.com" });
   t.ok(l.port > 0);
@@ -269,6 +269,14 @@ t.test("outbound TCP: two sends, one connection; the answer comes back on that f
   await waitFor(() => h.layer.stats().connections === 0);
   h.layer.send(dest, sip("", "d"));
   await waitFor(() => peer.conns.length === 2, { what: "a new connection after close" });
+});
+
+t.test("outbound connections leave from the listener's own address", async (t) => {
+  const h = await harness(t, [{ transport: "tcp", address: "127.0.0.2", port: 0 }]);
+  const peer = await tcpPeer(t);
+  h.layer.send({ transport: "tcp", address: "127.0.0.1", port: peer.port }, sip());
+  await waitFor(() => peer.conns.length === 1);
+  t.equal(peer.conns[0]!.remoteAddress, "127.0.0.2");
 });
 
 t.test("connect-refused is reported through onError", async (t) => {
