@@ -151,8 +151,14 @@ export function parseParams(s: string, i: number, end: number, out: Param[]): bo
   return true;
 }
 
+/** First parameter whose name equals `name` (given in lower case), ignoring case. */
 export function findParam(params: readonly Param[], name: string): Param | undefined {
-  for (const p of params) if (p.name.length === name.length && p.name.toLowerCase() === name) return p;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i]!;
+    // Exact match first: names almost always arrive in lower case, and
+    // lower-casing each candidate would allocate on the hot path.
+    if (p.name === name || (p.name.length === name.length && p.name.toLowerCase() === name)) return p;
+  }
   return undefined;
 }
 

@@ -122,36 +122,43 @@ export function tagOf(na: NameAddr): string | undefined {
 }
 
 /**
- * Cheap well-formedness check for From/To on the hot path: one pass that
- * checks quotes and angle brackets balance and no LWS hugs the addr-spec
- * inside `<>`. Returns a reason or undefined.
+ * Cheap well-formedness check for From/To on the hot path: one pass over
+ * `s[start..end)` that checks quotes and angle brackets balance and no LWS
+ * hugs the addr-spec inside `<>`. Works in place, so the parser need not
+ * slice the value out first. Returns a reason or undefined.
  */
-export function quickCheckNameAddr(s: string): string | undefined {
-  const n = s.length;
+export function quickCheckNameAddr(s: string, start = 0, end = s.length): string | undefined {
   let lt = -1;
-  for (let i = 0; i < n; i++) {
+  for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c === 34) {
-      const j = skipQuoted(s, i, n);
+      const j = skipQuoted(s, i, end);
       if (j < 0) return "unterminated quoted string";
       i = j - 1;
     } else if (c === 60) {
       if (lt >= 0) return "unbalanced '<'";
       lt = i;
-      if (i + 1 < n && isLws(s.charCodeAt(i + 1))) return "whitespace inside <addr-spec>";
+      if (i + 1 < end && isLws(s.charCodeAt(i + 1))) return "whitespace inside <addr-spec>";
     } else if (c === 62) {
       if (lt < 0) return "unbalanced '>'";
       if (isLws(s.charCodeAt(i - 1))) return "whitespace inside <addr-spec>";
       // Display name before '<' must be a quoted string or tokens (RFC 4475 §3.1.2.15).
-      const dn = s.slice(0, lt).trim();
-      if (dn.length > 0 && dn.charCodeAt(0) !== 34 && !isTokenList(dn)) return "display name is neither tokens nor a quoted string";
+      const ds = skipLws(s, start, lt);
+      if (ds < lt && s.charCodeAt(ds) !== 34 && !isTokenListAt(s, ds, lt)) return "display name is neither tokens nor a quoted string";
       lt = -2; // closed
-    } else if (c === 44 /* , */ && lt !== -1 && lt !== -2) {
-      continue;
-    } else if (c === 44 && lt === -1) {
+    } else if (c === 44 /* , */ && lt === -1) {
+      // A comma inside <...> belongs to the URI; outside, From/To would hold two addresses.
       return "unquoted ',' outside <>";
     }
   }
   if (lt >= 0) return "missing '>'";
   return undefined;
+}
+
+function isTokenListAt(s: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (!isTokenChar(c) && !isLws(c)) return false;
+  }
+  return true;
 }

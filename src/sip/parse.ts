@@ -3,7 +3,7 @@ import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
 import { SipMessage, type CSeq, type HeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
-import { parseViaList, type Via } from "./via.js";
+import { parseViaList, parseViaValue, type Via } from "./via.js";
 
 /** Limits enforced while reading (DESIGN.md §2.8). */
 export interface ParseLimits {
@@ -207,13 +207,20 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       switch (name) {
         case "via": {
           // Counting commas over-counts quoted ones; fine for a limit.
-          viaCount += 1 + countChar(s, 44, colon + 1, end);
+          const commas = countChar(s, 44, colon + 1, end);
+          viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined) {
-            const v = folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end);
-            const r = parseViaList(v);
-            if (!r.ok) throw new Fail("bad-via", r.reason, pos);
-            topVia = r.vias[0];
+            if (!folded && commas === 0) {
+              // One value on one line (nearly every Via): parsed in place.
+              const r = parseViaValue(s, colon + 1, end);
+              if (!r.ok) throw new Fail("bad-via", r.reason, pos);
+              topVia = r.via;
+            } else {
+              const r = parseViaList(folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end));
+              if (!r.ok) throw new Fail("bad-via", r.reason, pos);
+              topVia = r.vias[0];
+            }
           }
           break;
         }
@@ -250,7 +257,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
           if (name === "from") seenFrom = true;
           else seenTo = true;
-          const problem = quickCheckNameAddr(folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end));
+          const problem = folded ? quickCheckNameAddr(unfold(h.raw.slice(h.valueStart))) : quickCheckNameAddr(s, colon + 1, end);
           if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
           break;
         }

@@ -1,4 +1,4 @@
-import { findParam, isLws, isTokenChar, parseParams, skipLws, splitTopLevel, type Param } from "./lex.js";
+import { findParam, isLws, isTokenChar, parseParams, skipLws, splitTopLevel, trimEndLws, type Param } from "./lex.js";
 
 /** One Via value (RFC 3261 §20.42, RFC 3581 `rport`). */
 export interface Via {
@@ -22,16 +22,18 @@ export type ViaResult = { ok: true; via: Via } | { ok: false; reason: string };
 
 export const MAGIC_COOKIE = "z9hG4bK";
 
+/** Characters of a hostname or IPv4 address in a sent-by (RFC 3261 §25.1 `hostname`). */
+const HOST_CHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) if (/[A-Za-z0-9\-._]/.test(String.fromCharCode(c))) HOST_CHAR[c] = 1;
+
 function fail(reason: string): ViaResult {
   return { ok: false, reason };
 }
 
-/** Reads a token, allowing LWS before it; returns [token, next index]. */
-function readToken(s: string, i: number, end: number): [string, number] {
-  i = skipLws(s, i, end);
-  const st = i;
+/** End of the token starting at `i`; `i` itself when there is none. */
+function tokenEnd(s: string, i: number, end: number): number {
   while (i < end && isTokenChar(s.charCodeAt(i))) i++;
-  return [s.slice(st, i), i];
+  return i;
 }
 
 function expectSlash(s: string, i: number, end: number): number {
@@ -39,25 +41,55 @@ function expectSlash(s: string, i: number, end: number): number {
   return i < end && s.charCodeAt(i) === 47 /* / */ ? i + 1 : -1;
 }
 
+/**
+ * Upper-cased transport for `s[st..en)`. The registered transports come back
+ * as constants, compared in place, so the common Via costs no allocation.
+ */
+function transportAt(s: string, st: number, en: number): string {
+  const len = en - st;
+  const c0 = s.charCodeAt(st) & 0xdf;
+  const c1 = s.charCodeAt(st + 1) & 0xdf;
+  if (len === 3) {
+    const c2 = s.charCodeAt(st + 2) & 0xdf;
+    if (c0 === 85 && c1 === 68 && c2 === 80) return "UDP";
+    if (c0 === 84 && c1 === 67 && c2 === 80) return "TCP";
+    if (c0 === 84 && c1 === 76 && c2 === 83) return "TLS";
+    if (c0 === 87 && c1 === 83 && c2 === 83) return "WSS";
+  } else if (len === 2 && c0 === 87 && c1 === 83) {
+    return "WS";
+  }
+  return s.slice(st, en).toUpperCase();
+}
+
 /** Parses a single Via value `SIP / 2.0 / UDP host:port;params`. */
 export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
-  let i: number;
-  let name: string;
-  let version: string;
-  let transport: string;
-  [name, i] = readToken(s, start, end);
-  if (name.length === 0) return fail("Via: missing protocol name");
-  if ((i = expectSlash(s, i, end)) < 0) return fail("Via: expected '/' after protocol name");
-  [version, i] = readToken(s, i, end);
-  if (version.length === 0) return fail("Via: missing protocol version");
-  if ((i = expectSlash(s, i, end)) < 0) return fail("Via: expected '/' after protocol version");
-  [transport, i] = readToken(s, i, end);
-  if (transport.length === 0) return fail("Via: missing transport");
+  let i = skipLws(s, start, end);
+  let protocol: string;
+  if (i + 8 <= end && s.startsWith("SIP/2.0/", i)) {
+    // Nearly every Via: no LWS around the slashes, nothing to assemble.
+    protocol = "SIP/2.0";
+    i += 8;
+  } else {
+    const ns = i;
+    i = tokenEnd(s, i, end);
+    if (i === ns) return fail("Via: missing protocol name");
+    const name = s.slice(ns, i);
+    if ((i = expectSlash(s, i, end)) < 0) return fail("Via: expected '/' after protocol name");
+    const vs = skipLws(s, i, end);
+    i = tokenEnd(s, vs, end);
+    if (i === vs) return fail("Via: missing protocol version");
+    protocol = `${name}/${s.slice(vs, i)}`;
+    if ((i = expectSlash(s, i, end)) < 0) return fail("Via: expected '/' after protocol version");
+  }
+  const ts = skipLws(s, i, end);
+  i = tokenEnd(s, ts, end);
+  if (i === ts) return fail("Via: missing transport");
+  const transport = transportAt(s, ts, i);
   const afterTransport = i;
   i = skipLws(s, i, end);
   if (i === afterTransport) return fail("Via: missing LWS before sent-by");
   let host: string;
-  if (s.charCodeAt(i) === 91 /* [ */) {
+  if (i < end && s.charCodeAt(i) === 91 /* [ */) {
     const close = s.indexOf("]", i);
     if (close < 0 || close >= end) return fail("Via: unterminated IPv6 reference");
     host = s.slice(i + 1, close);
@@ -66,68 +98,65 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     i = close + 1;
   } else {
     const hs = i;
-    while (i < end) {
-      const c = s.charCodeAt(i);
-      if (c === 58 || c === 59 || isLws(c)) break;
-      i++;
-    }
+    while (i < end && HOST_CHAR[s.charCodeAt(i)] === 1) i++;
+    // The host ends at ':' (port), ';' (params), LWS or the end of the value.
+    if (i === hs || (i < end && !isHostEnd(s.charCodeAt(i)))) return fail("Via: bad sent-by host");
     host = s.slice(hs, i);
-    if (!isHostname(host)) return fail("Via: bad sent-by host");
   }
   let port: number | undefined;
   const beforeColon = skipLws(s, i, end);
   if (beforeColon < end && s.charCodeAt(beforeColon) === 58 /* : */) {
     i = skipLws(s, beforeColon + 1, end);
     const ps = i;
+    let p = 0;
     while (i < end) {
       const c = s.charCodeAt(i);
       if (c < 48 || c > 57) break;
+      p = p * 10 + (c - 48);
       i++;
     }
     if (i === ps || i - ps > 5) return fail("Via: bad sent-by port");
-    port = Number(s.slice(ps, i));
-    if (port > 65535) return fail("Via: port out of range");
+    if (p > 65535) return fail("Via: port out of range");
+    port = p;
   }
   const params: Param[] = [];
   if (!parseParams(s, i, end, params)) return fail("Via: malformed parameters");
-  const branchP = findParam(params, "branch");
-  const receivedP = findParam(params, "received");
-  const rportP = findParam(params, "rport");
+  let branch: string | undefined;
+  let received: string | undefined;
   let rport: number | null | undefined;
+  const branchP = findParam(params, "branch");
+  if (branchP !== undefined && branchP.value !== null) branch = branchP.value;
+  const receivedP = findParam(params, "received");
+  if (receivedP !== undefined && receivedP.value !== null) {
+    received = receivedP.value;
+    if (received.charCodeAt(0) === 91) received = received.slice(1, -1);
+  }
+  const rportP = findParam(params, "rport");
   if (rportP !== undefined) {
     if (rportP.value === null) rport = null;
     else {
-      if (!/^[0-9]{1,5}$/.test(rportP.value)) return fail("Via: bad rport");
-      rport = Number(rportP.value);
+      const v = rportP.value;
+      let n = 0;
+      for (let k = 0; k < v.length; k++) {
+        const c = v.charCodeAt(k);
+        if (c < 48 || c > 57) return fail("Via: bad rport");
+        n = n * 10 + (c - 48);
+      }
+      if (v.length > 5) return fail("Via: bad rport");
       // A response must never be aimed at a port that cannot exist (RFC 3581 §4).
-      if (rport > 65535) return fail("Via: rport out of range");
+      if (n > 65535) return fail("Via: rport out of range");
+      rport = n;
     }
   }
-  let received = receivedP?.value ?? undefined;
-  if (received !== undefined && received.charCodeAt(0) === 91) received = received.slice(1, -1);
+  const rawStart = skipLws(s, start, end);
   return {
     ok: true,
-    via: {
-      protocol: `${name}/${version}`,
-      transport: transport.toUpperCase(),
-      host,
-      port,
-      params,
-      branch: branchP?.value ?? undefined,
-      received,
-      rport,
-      raw: s.slice(start, end).trim(),
-    },
+    via: { protocol, transport, host, port, params, branch, received, rport, raw: s.slice(rawStart, trimEndLws(s, rawStart, end)) },
   };
 }
 
-const HOST_CHAR = new Uint8Array(256);
-for (let c = 0; c < 256; c++) if (/[A-Za-z0-9\-._]/.test(String.fromCharCode(c))) HOST_CHAR[c] = 1;
-
-function isHostname(h: string): boolean {
-  if (h.length === 0) return false;
-  for (let i = 0; i < h.length; i++) if (HOST_CHAR[h.charCodeAt(i)] !== 1) return false;
-  return true;
+function isHostEnd(c: number): boolean {
+  return c === 58 || c === 59 || isLws(c);
 }
 
 /** Parses every value of a (possibly multi-value) Via header line. */
