@@ -121,6 +121,9 @@ export function tagOf(na: NameAddr): string | undefined {
   return p?.value ?? undefined;
 }
 
+const NAME_ADDR_SPECIAL = new Uint8Array(256);
+for (const c of [34, 44, 60, 62]) NAME_ADDR_SPECIAL[c] = 1;
+
 /**
  * Cheap well-formedness check for From/To on the hot path: one pass over
  * `s[start..end)` that checks quotes and angle brackets balance and no LWS
@@ -130,6 +133,9 @@ export function tagOf(na: NameAddr): string | undefined {
 export function quickCheckNameAddr(s: string, start = 0, end = s.length): string | undefined {
   let lt = -1;
   for (let i = start; i < end; i++) {
+    // Skip ordinary characters in a tight loop; only `" < > ,` need a decision.
+    while (i < end && NAME_ADDR_SPECIAL[s.charCodeAt(i)] !== 1) i++;
+    if (i >= end) break;
     const c = s.charCodeAt(i);
     if (c === 34) {
       const j = skipQuoted(s, i, end);
