@@ -150,9 +150,9 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       const key = `${b.transport}4`;
       if (b.family === 6 && b.address === "::" && !this.outboundListener.has(key)) this.outboundListener.set(key, b);
     }
-    this.udp4 = this.udpListeners.find((u) => u.family === 4 && u.bound === this.outboundListener.get("udp4"));
-    this.udp6 = this.udpListeners.find((u) => u.family === 6 && u.bound === this.outboundListener.get("udp6"));
-    if (this.udp4 === undefined) this.udp4 = this.udpListeners.find((u) => u.dualStack);
+    // The sockets UDP leaves from are those of the listeners named in Via.
+    this.udp4 = this.udpListeners.find((u) => u.bound === this.outboundListener.get("udp4"));
+    this.udp6 = this.udpListeners.find((u) => u.bound === this.outboundListener.get("udp6"));
     return [...this.boundListeners];
   }
 

@@ -29,11 +29,6 @@ export class UdpListener {
     });
   }
 
-  /** Dual-stack: an IPv6 wildcard socket also reaches IPv4 peers. */
-  get dualStack(): boolean {
-    return this.family === 6 && this.spec.address === "::";
-  }
-
   start(): Promise<BoundListener> {
     return new Promise((resolve, reject) => {
       const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${err.message}`));
