@@ -129,7 +129,10 @@ export class Proxy {
             this.d.counters.inc("reject.flow-token");
             return this.reply(m, inb, 403, "Invalid Flow Token");
           }
-          flow = t.flow;
+          // The caller-facing Record-Route carries the caller's own flow: in
+          // its in-dialog requests that token points back at the sender and
+          // means nothing; it only routes requests coming the other way.
+          if (!isSameFlow(t.flow, inb)) flow = t.flow;
         }
         m.removeFirstRoute();
         poppedOurRoute = true;
@@ -201,8 +204,11 @@ export class Proxy {
       dest = this.endpointOfUri(remainingRoute.uri);
       if (dest === undefined) return this.reply(m, inb, 503, "Next Hop Unresolvable");
     }
-    if (dest === undefined && fromTarget !== undefined && !ruriIsUs) {
-      // A PBX sending to a URI outside the edge (a phone's Contact, a carrier).
+    if (dest === undefined && !ruriIsUs && (poppedOurRoute || fromTarget !== undefined)) {
+      // After our own Record-Route (an in-dialog request of a dialog we are
+      // on) the Request-URI is the remote target (RFC 3261 §16.6 step 6);
+      // likewise for a PBX sending to a URI outside the edge (a phone's
+      // Contact, a carrier).
       dest = this.endpointOfUri(m.uri!);
       if (dest === undefined) return this.reply(m, inb, 404, "Not Found");
     }
@@ -364,7 +370,13 @@ export class Proxy {
       if (!m.isRequest || m.method === "ACK") return;
       // A transport error moves the request to the next candidate at once;
       // with none left the caller learns now instead of by its own timer.
-      if (this.nextAttempt(m.callId, callerBranch, "transport-error") === "none") this.replyAfterForward(m, inb, 503, "Next Hop Failed");
+      if (flowId !== undefined) {
+        // The phone's flow broke while we wrote to it (RFC 5626 §5.3).
+        this.d.counters.inc("tx.flow-failed");
+        this.replyAfterForward(m, inb, 430);
+      } else if (this.nextAttempt(m.callId, callerBranch, "transport-error") === "none") {
+        this.replyAfterForward(m, inb, 503, "Next Hop Failed");
+      }
     };
     const ok = this.d.transport.send(dest, data, flowId === undefined ? { onError } : { flowId, onError });
     if (!ok) {
@@ -466,10 +478,15 @@ export class Proxy {
   private stampTopVia(m: SipMessage, source: Endpoint): void {
     const via = m.topVia;
     const needReceived = via.host !== source.address;
-    const needRport = via.rport === null;
+    // On a stream the response must go back over the request's connection
+    // (RFC 3261 §18.2.2): its source port is recorded even when the client
+    // did not ask for rport (WebSocket clients send a .invalid sent-by).
+    const addRport = via.rport === undefined && isStream(source.transport);
+    const needRport = via.rport === null || addRport;
     if (!needReceived && !needRport) return;
     let value = via.raw;
-    if (needRport) value = value.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${source.port}`);
+    if (addRport) value += `;rport=${source.port}`;
+    else if (needRport) value = value.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${source.port}`);
     if (via.received !== undefined) value = value.replace(/;\s*received\s*=\s*[^;]*/i, "");
     value += `;received=${source.address}`;
     m.replaceTopVia({ ...via, raw: value, received: source.address, rport: needRport ? source.port : via.rport });
@@ -623,6 +640,10 @@ function hasToTag(m: SipMessage): boolean {
 /** A stable To tag for our own responses, so a retransmission gets the same one. */
 function toTagFor(m: SipMessage): string {
   return `se${deriveBranch(m).slice(-12)}`;
+}
+
+function isSameFlow(f: Flow, inb: Inbound): boolean {
+  return f.transport === inb.source.transport && f.address === inb.source.address && f.port === inb.source.port;
 }
 
 function aliasParam(u: SipUri): string | undefined {

@@ -48,7 +48,7 @@ export class UdpPeer {
 }
 
 /** A response to `req` copying Via/From/To/Call-ID/CSeq, plus extra lines. */
-export function answer(req: string, statusLine: string, extra: string[] = [], toTag = "pbx1"): string {
+export function answer(req: string, statusLine: string, extra: string[] = [], toTag = "pbx1", body = ""): string {
   const r = parse(req);
   if (!r.ok) throw new Error(`cannot answer unparsable request: ${r.reason}`);
   const lines = [`SIP/2.0 ${statusLine}`];
@@ -56,7 +56,24 @@ export function answer(req: string, statusLine: string, extra: string[] = [], to
     if (h.name === "to" && !/;tag=/.test(h.raw)) lines.push(`${h.raw};tag=${toTag}`);
     else if (["via", "from", "to", "call-id", "cseq", "record-route"].includes(h.name)) lines.push(h.raw);
   }
-  return [...lines, ...extra, "Content-Length: 0", "", ""].join("\r\n");
+  return [...lines, ...extra, `Content-Length: ${body.length}`, "", body].join("\r\n");
+}
+
+const PBX_SDP = ["v=0", "o=pbx 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0", "m=audio 41000 RTP/AVP 0", ""].join("\r\n");
+
+/**
+ * A PBX stand-in on UDP: 200 to REGISTER (echoing Contact and Path), 200
+ * with SDP and a Contact to INVITE, 200 to BYE and OPTIONS.
+ */
+export function pbxBehaviour(text: string, p: UdpPeer, rinfo: { address: string; port: number }): void {
+  const method = /^([A-Z]+) /.exec(text)?.[1];
+  const contact = /\r\n(?:Contact|m): ([^\r]+)\r\n/i.exec(text)?.[1];
+  const path = /\r\nPath: ([^\r]+)\r\n/.exec(text)?.[1];
+  let reply: string | undefined;
+  if (method === "REGISTER") reply = answer(text, "200 OK", [...(contact === undefined ? [] : [`Contact: ${contact}`]), ...(path === undefined ? [] : [`Path: ${path}`])]);
+  else if (method === "INVITE") reply = answer(text, "200 OK", [`Contact: <sip:pbx@127.0.0.1:${p.port}>`, "Content-Type: application/sdp"], "pbx1", PBX_SDP);
+  else if (method === "BYE" || method === "OPTIONS") reply = answer(text, "200 OK");
+  if (reply !== undefined) p.sock.send(reply, rinfo.port, rinfo.address);
 }
 
 export async function startEdge(targets: EdgeOptions["targets"], over: Partial<EdgeOptions> = {}): Promise<Edge> {

@@ -333,3 +333,25 @@ t.test("a transport error towards the only target answers 503 at once", async (t
   t.match(r.data, /\r\nVia: SIP\/2\.0\/UDP 192\.168\.1\.20:5062;branch=z9hG4bKabc123;rport=5062;received=198\.51\.100\.7\r\n/);
   t.notMatch(r.data, /sE/, "our own Via is not in the answer");
 });
+
+t.test("regression: the caller's in-dialog request is not sent back to it by its own Record-Route token", async (t) => {
+  const e = makeEdge();
+  const token = e.flowTokens.encode({ transport: "udp", address: PHONE.address, port: PHONE.port, flowId: "", contactHostport: "" });
+  e.deliver(
+    sip([
+      "ACK sip:pbx@10.0.0.2:5080 SIP/2.0",
+      "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKack2",
+      "Max-Forwards: 70",
+      `Route: <sip:${token}@192.0.2.1:5060;lr>`,
+      "From: <sip:1001@edge.example.com>;tag=aa1",
+      "To: <sip:2001@edge.example.com>;tag=bb2",
+      "Call-ID: call-rr",
+      "CSeq: 1 ACK",
+      "Content-Length: 0",
+    ]),
+    PHONE,
+  );
+  const s = e.transport.take();
+  t.same(s.dest, { transport: "udp", address: "10.0.0.2", port: 5080 }, "follows the Request-URI to the PBX of the dialog (Standby here), not the router");
+  t.notMatch(s.data, /\r\nRoute:/);
+});
