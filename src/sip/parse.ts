@@ -1,6 +1,6 @@
 import { canonicalName, lookupNameAt } from "./headers.js";
 import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
-import { SipMessage, type CSeq, type HeaderField } from "./message.js";
+import { SipMessage, type CSeq, type HeaderField, type LocatedHeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
 import { parseViaList, parseViaValue, type Via } from "./via.js";
@@ -164,6 +164,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   // ---- header lines -------------------------------------------------------
   let pos = lineEnd + 2;
   let bodyStart = n;
+  let sawEmptyLine = false;
   let viaCount = 0;
   let topVia: Via | undefined;
   let maxForwards: number | undefined;
@@ -183,6 +184,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       let eol = findCrlf(s, pos);
       if (eol === pos) {
         bodyStart = pos + 2;
+        sawEmptyLine = true;
         break;
       }
       if (eol < 0) eol = n;
@@ -206,7 +208,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
         name = canonicalName(wireName);
       }
       const folded = end !== eol;
-      const h: HeaderField = { name, raw: s.slice(pos, end), valueStart: colon - pos + 1 };
+      const h: LocatedHeaderField = { name, raw: s.slice(pos, end), valueStart: colon - pos + 1, base: s, offset: pos };
       headers.push(h);
       if (headers.length > maxHeaders) throw new Fail("too-many-headers", `more than ${limits.maxHeaders} header lines`, pos);
       switch (name) {
@@ -322,6 +324,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     callId: callId!,
     cseq: cseq!,
     contentLength,
+    located: { base: s, startOffset: start, bodyOffset: sawEmptyLine ? bodyStart : -1 },
   });
   return { ok: true, message, trailingBytes: n - bodyEnd };
 }

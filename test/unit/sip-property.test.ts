@@ -95,6 +95,7 @@ function checkResult(text: string, r: ParseResult, stream: boolean): string | un
   m.setMaxForwards(mf > 0 ? mf - 1 : 0);
   m.addRecordRoute("<sip:203.0.113.1;lr>");
   m.fixContentLength();
+  if (m.toString() !== reference(m)) return "rewritten message differs from the plain join of its parts";
   const again = parse(m.toBuffer(), { stream: true });
   if (!again.ok) return `rewritten message refused: ${again.code} ${again.reason}`;
   if (again.message.topVia.branch !== OUR_VIA.branch) return "our Via is not on top after the rewrite";
@@ -106,6 +107,11 @@ function checkResult(text: string, r: ParseResult, stream: boolean): string | un
   // A later Via line may be malformed (only the top one is checked up front).
   if (before !== undefined && again.message.topVia.branch !== before[1]?.branch) return "removeTopVia did not expose the previous top Via";
   return undefined;
+}
+
+/** The plain definition of a rewritten message: start line, lines and body joined by CRLF. */
+function reference(m: SipMessage): string {
+  return [m.startLine, ...m.headers.map((h) => h.raw), "", m.body].join("\r\n");
 }
 
 function parseAll(text: string): string | undefined {
@@ -424,6 +430,40 @@ t.test("generated valid messages parse, extract their fields and serialize to th
     { numRuns: 1000 },
   );
   tt.pass("1000 generated messages");
+});
+
+type Op = (m: SipMessage) => void;
+const OPS: [string, Op][] = [
+  ["prependVia", (m) => m.prependVia(OUR_VIA)],
+  ["removeTopVia", (m) => void m.removeTopVia()],
+  ["setMaxForwards", (m) => m.setMaxForwards(42)],
+  ["removeFirstRoute", (m) => void m.removeFirstRoute()],
+  ["addRecordRoute", (m) => m.addRecordRoute("<sip:203.0.113.1;lr>")],
+  ["addPath", (m) => m.addPath("<sip:tok@203.0.113.1;lr>")],
+  ["addHeader", (m) => m.addHeader("X-Edge", "1")],
+  ["setHeader", (m) => m.setHeader("Supported", "path")],
+  ["removeHeader", (m) => void m.removeHeader("f")],
+  ["setBody", (m) => m.setBody("v=0\r\n")],
+  ["fixContentLength", (m) => m.fixContentLength()],
+  ["reverse", (m) => m.headers.reverse()],
+  ["drop one line", (m) => void m.headers.splice(1, 1)],
+];
+
+t.test("any sequence of rewrites serializes to the plain join of the parts", async (tt) => {
+  fc.assert(
+    fc.property(messageArb, fc.array(fc.constantFrom(...OPS), { minLength: 1, maxLength: 8 }), (g, ops) => {
+      const r = parse(g.text);
+      if (!r.ok) throw new Error(r.reason);
+      const m = r.message;
+      for (const [name, op] of ops) {
+        op(m);
+        if (m.modified && m.toString() !== reference(m)) throw new Error(`after ${name}: differs from the plain join`);
+      }
+      if (m.modified && !m.toBuffer().equals(Buffer.from(reference(m), "latin1"))) throw new Error("toBuffer differs");
+    }),
+    { numRuns: 500 },
+  );
+  tt.pass("500 rewrite sequences");
 });
 
 // ---- pathological inputs -----------------------------------------------

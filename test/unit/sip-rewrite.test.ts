@@ -476,3 +476,73 @@ t.test("latin1 octets above 0x7f survive a rewrite byte for byte", async (tt) =>
   const out = r.message.toBuffer();
   tt.ok(out.equals(Buffer.from(replaceLine(text, "Max-Forwards: 70", ["Max-Forwards: 69"]), "latin1")));
 });
+
+/** The plain definition of a rewritten message: start line, lines and body joined by CRLF. */
+function reference(m: SipMessage): string {
+  return [m.startLine, ...m.headers.map((h) => h.raw), "", m.body].join("\r\n");
+}
+
+t.test("serializing copies untouched runs of lines but equals the plain join", async (tt) => {
+  tt.test("lines moved over from another message are written from their own text", async (t2) => {
+    const req = parsed(INVITE);
+    const resp = parsed(OK200);
+    const rr = req.headers.filter((h) => h.name === "record-route");
+    resp.removeHeader("Record-Route");
+    resp.headers.splice(2, 0, ...rr);
+    resp.addHeader("X-Moved", "1");
+    t2.equal(resp.toString(), reference(resp));
+    t2.ok(resp.toString().includes("\r\nRecord-Route: <sip:198.51.100.7;lr>\r\nTo:"));
+  });
+  tt.test("reordered lines", async (t2) => {
+    const m = parsed(INVITE);
+    m.setMaxForwards(5);
+    m.headers = [...m.headers].reverse();
+    t2.equal(m.toString(), reference(m));
+    m.headers.sort((a, b) => a.name.localeCompare(b.name));
+    t2.equal(m.toString(), reference(m));
+  });
+  tt.test("lines removed from the array directly, then a rewrite", async (t2) => {
+    const m = parsed(INVITE);
+    m.headers.splice(4, 2);
+    m.setMaxForwards(10);
+    t2.equal(m.toString(), reference(m));
+  });
+  tt.test("a changed start line and body", async (t2) => {
+    const m = parsed(INVITE);
+    m.setRequestUri("sip:2001@198.51.100.20");
+    t2.equal(m.toString(), reference(m));
+    m.setBody(SDP.toUpperCase());
+    t2.equal(m.toString(), reference(m));
+    m.setBody(SDP);
+    t2.equal(m.toString(), reference(m), "an equal body again");
+  });
+  tt.test("a datagram without the empty line after its headers", async (t2) => {
+    const text = REGISTER.slice(0, REGISTER.length - 2);
+    const m = parsed(text);
+    t2.equal(m.toString(), text, "untouched: the same bytes");
+    m.setMaxForwards(1);
+    t2.equal(m.toString(), reference(m));
+    t2.ok(m.toString().endsWith("Content-Length: 0\r\n\r\n"), "the empty line is written");
+    const bare = parsed(REGISTER.slice(0, REGISTER.length - 4));
+    bare.addHeader("X-A", "b");
+    t2.equal(bare.toString(), reference(bare), "last line without CRLF");
+  });
+  tt.test("leading CRLFs and trailing octets stay out", async (t2) => {
+    const r = parse("\r\n\r\n" + INVITE + "\r\ngarbage");
+    if (!r.ok) return t2.fail(r.reason);
+    const m = r.message;
+    m.prependVia(via("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-x"));
+    t2.equal(m.toString(), reference(m));
+    t2.notOk(m.toString().includes("garbage"));
+  });
+  tt.test("replaceTopVia keeps the rest of a shared line", async (t2) => {
+    const text = replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", ["Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1, SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-mid"]);
+    const m = parsed(text);
+    m.replaceTopVia(via("SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1;received=203.0.113.9"));
+    t2.equal(
+      m.toString(),
+      replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", ["Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1;received=203.0.113.9, SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-mid"]),
+    );
+    t2.equal(m.topVia.received, "203.0.113.9");
+  });
+});
