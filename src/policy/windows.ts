@@ -124,6 +124,8 @@ export class SwitchHistory {
    * table can produce.
    */
   compact(now: number, present: ReadonlySet<MoverKey>, longest: (w: SwitchWindow) => number): void {
+    // The common case, checked on every request: nothing older to drop.
+    if (this.windows.length <= 1) return;
     const caught = new Set<MoverKey>();
     const kept: SwitchWindow[] = [];
     for (let i = this.windows.length - 1; i >= 0; i--) {
