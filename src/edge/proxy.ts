@@ -52,6 +52,13 @@ export interface ProxyObserver {
   targetOutcome(target: Target, outcome: TargetOutcome, status?: number): void;
 }
 
+/** What a routing decision asks of the transaction beyond its targets. */
+interface DecisionExtras {
+  shapeResponse: ((response: SipMessage) => void) | undefined;
+  onForkResponse: ((target: Target, response: SipMessage) => void) | undefined;
+  fork: readonly Target[] | undefined;
+}
+
 /** Methods that create a dialog and so get Record-Route (RFC 3261 §16.6 step 4; RFC 6665; RFC 3515). */
 const DIALOG_CREATING: ReadonlySet<string> = new Set(["INVITE", "SUBSCRIBE", "REFER"]);
 
@@ -175,6 +182,7 @@ export class Proxy {
     let destFlowId: string | undefined;
 
     let retryState: RetryState | undefined;
+    let extras: DecisionExtras | undefined;
     if (retry !== undefined) {
       target = retry.target;
       dest = this.d.resolver.endpoint(target);
@@ -230,11 +238,33 @@ export class Proxy {
       }
       if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
       if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
-        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined };
+        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true };
+      }
+      if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined) {
+        extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork };
       }
     }
 
-    this.forwardRequest(m, inb, dest, target, branch, destFlowId, flow === undefined && fromTarget === undefined, retryState);
+    const fromPhoneSide = flow === undefined && fromTarget === undefined;
+    this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras);
+  }
+
+  /**
+   * REGISTER `dual` mode: a copy of the request, as received, goes to each
+   * fork target on its own branch; the caller never hears those answers.
+   */
+  private forwardForks(inb: Inbound, fork: readonly Target[], branch: string): Map<string, Target> {
+    const forks = new Map<string, Target>();
+    fork.forEach((t, i) => {
+      const dest = this.d.resolver.endpoint(t);
+      const r = parse(inb.data, { limits: this.limits, stream: isStream(inb.source.transport) });
+      if (dest === undefined || !r.ok) return;
+      this.stampTopVia(r.message, inb.source);
+      const forkBranch = `${branch}.d${i}`;
+      forks.set(forkBranch, t);
+      this.forwardRequest(r.message, inb, dest, t, forkBranch, undefined, true, undefined, undefined, true);
+    });
+    return forks;
   }
 
   private forwardRequest(
@@ -246,6 +276,8 @@ export class Proxy {
     destFlowId: string | undefined,
     fromPhoneSide: boolean,
     retry: RetryState | undefined,
+    extras?: DecisionExtras,
+    isFork = false,
   ): void {
     const callerBranch = m.topVia.branch;
     const out = this.d.transport.listenerFor(dest.transport, familyOf(dest.address));
@@ -280,23 +312,39 @@ export class Proxy {
     m.prependVia(`SIP/2.0/${viaTransport(out.transport)} ${hostRef(out.advertise)}:${out.port};branch=${branch};rport`);
     if (isStream(dest.transport)) m.fixContentLength();
 
-    if (m.method === "INVITE" || m.method === "REGISTER") {
-      if (retry === undefined) {
-        this.d.softState.set(m.callId, callerBranch, { dest, target, branch });
-      } else {
-        const ackBase = m.method === "INVITE" ? { requestUri: m.requestUri, routes: m.headers.filter((h) => h.name === "route").map((h) => h.raw) } : undefined;
-        const st: TxnState = ackBase === undefined ? { dest, target, branch } : { dest, target, branch, ackBase };
-        if (retry.timer !== undefined) this.d.clock.clearTimer(retry.timer);
-        // On the last candidate the caller's own timers decide how long to
-        // wait: a slow last target is better than a 408 from us.
+    if ((m.method === "INVITE" || m.method === "REGISTER") && !isFork) {
+      const st: TxnState = { dest, target, branch };
+      // A retry or a retransmission keeps what the original routing decision
+      // asked for, and the copies already forked.
+      const prev = this.d.softState.get(m.callId, callerBranch);
+      const shape = extras?.shapeResponse ?? prev?.shapeResponse;
+      if (shape !== undefined) st.shapeResponse = shape;
+      if (prev?.forks !== undefined) st.forks = prev.forks;
+      if (prev?.onForkResponse !== undefined) st.onForkResponse = prev.onForkResponse;
+      if (prev?.ackBase !== undefined) st.ackBase = prev.ackBase;
+      if (retry !== undefined) {
+        if (m.method === "INVITE") st.ackBase = { requestUri: m.requestUri, routes: m.headers.filter((h) => h.name === "route").map((h) => h.raw) };
         if (retry.rest.length > 0) {
           st.retry = retry;
-          this.armRetryTimer(m.callId, callerBranch, retry);
+          // Armed once per attempt: a retransmission from the caller must not
+          // push the failover back.
+          if (retry.timer === undefined) this.armRetryTimer(m.callId, callerBranch, retry);
+        } else if (retry.timer !== undefined) {
+          // On the last candidate the caller's own timers decide how long to
+          // wait: a slow last target is better than a 408 from us.
+          this.d.clock.clearTimer(retry.timer);
+          retry.timer = undefined;
         }
-        this.d.softState.set(m.callId, callerBranch, st);
       }
+      this.d.softState.set(m.callId, callerBranch, st);
+      this.send(m, dest, destFlowId, inb, target, callerBranch);
+      if (extras?.fork !== undefined && extras.fork.length > 0) {
+        st.forks = this.forwardForks(inb, extras.fork, branch);
+        if (extras.onForkResponse !== undefined) st.onForkResponse = extras.onForkResponse;
+      }
+      return;
     }
-    this.send(m, dest, destFlowId, inb, target, callerBranch);
+    this.send(m, dest, destFlowId, inb, isFork ? undefined : target, callerBranch);
   }
 
   // ---- per-request failover ---------------------------------------------------
@@ -334,6 +382,10 @@ export class Proxy {
       return "exhausted";
     }
     this.d.counters.inc(`failover.retry.${why}`);
+    if (retry.timer !== undefined) {
+      this.d.clock.clearTimer(retry.timer);
+      retry.timer = undefined;
+    }
     retry.rest = retry.rest.slice(1);
     retry.attempt += 1;
     const r = parse(retry.original, { limits: this.limits });
@@ -435,6 +487,13 @@ export class Proxy {
     const st = this.d.softState.get(m.callId, callerBranch);
     if (st === undefined) return true;
     const status = m.status;
+    const forkTarget = st.forks?.get(ourBranch);
+    if (forkTarget !== undefined) {
+      // A `dual` REGISTER copy: tracked, never relayed.
+      if (status >= 200) st.onForkResponse?.(forkTarget, m);
+      this.d.counters.inc("fork.response-absorbed");
+      return false;
+    }
     if (ourBranch !== st.branch) {
       // An attempt we gave up on. A 2xx is relayed all the same (the caller
       // handles it like a forked answer); anything else is absorbed.
@@ -446,6 +505,7 @@ export class Proxy {
     if (st.target !== undefined && status >= 200) {
       this.d.observer?.targetOutcome(st.target, this.failover.retryOn.has(status) ? "failure-response" : "response", status);
     }
+    if (status >= 200 && status < 300) st.shapeResponse?.(m);
     const retry = st.retry;
     if (retry === undefined) return true;
     if (status === 100) {
@@ -457,7 +517,8 @@ export class Proxy {
       }
       return true;
     }
-    if (status < 200 || !this.failover.retryOn.has(status)) {
+    const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);
+    if (status < 200 || !retryable) {
       // Ringing or a real answer from beyond the target: never retried.
       this.settle(st);
       return true;

@@ -12,7 +12,22 @@ export interface RouteInput {
 
 export type RouteDecision =
   /** Ordered candidates: the first is tried, the rest are per-request failover. */
-  | { action: "forward"; targets: readonly Target[]; why: string }
+  | {
+      action: "forward";
+      targets: readonly Target[];
+      why: string;
+      /**
+       * Targets that get a copy of the request (REGISTER `dual` mode): their
+       * responses are absorbed and reported, the caller hears only `targets`.
+       */
+      fork?: readonly Target[];
+      /** Retry on the next candidate after any failure final response, not only 408/5xx (grace after failback). */
+      retryOnAnyFailure?: boolean;
+      /** Called with a 2xx final response before it is relayed (e.g. to cap Expires). */
+      shapeResponse?: (response: SipMessage) => void;
+      /** Called with each final response from a `fork` target. */
+      onForkResponse?: (target: Target, response: SipMessage) => void;
+    }
   | { action: "reject"; status: number; reason?: string; why: string }
   | { action: "drop"; why: string };
 

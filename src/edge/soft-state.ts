@@ -1,4 +1,5 @@
 import { LRUCache } from "lru-cache";
+import type { SipMessage } from "../sip/message.js";
 import type { TimerHandle } from "../util/clock.js";
 import type { Endpoint, Inbound } from "./ports.js";
 import type { Target } from "./targets.js";
@@ -23,6 +24,11 @@ export interface TxnState {
   retry?: RetryState;
   /** Kept for INVITEs that may fail over, to ACK responses the edge absorbs. */
   ackBase?: AckBase;
+  /** From the routing decision: shapes the 2xx before it is relayed. */
+  shapeResponse?: (response: SipMessage) => void;
+  onForkResponse?: (target: Target, response: SipMessage) => void;
+  /** The fork copies' targets by our branch. */
+  forks?: ReadonlyMap<string, Target>;
 }
 
 export interface RetryState {
@@ -35,6 +41,8 @@ export interface RetryState {
   attempt: number;
   /** Fires when the current target has not answered at all in time. */
   timer: TimerHandle | undefined;
+  /** Any failure final response moves the request, not only 408/5xx. */
+  anyFailure: boolean;
 }
 
 /** What an ACK for an absorbed non-2xx response needs (RFC 3261 §17.1.1.3). */

@@ -199,3 +199,14 @@ t.test("REGISTER fails over the same way; its 503 needs no ACK", async (t) => {
   t.same(e.transport.take().dest, STANDBY);
   t.equal(e.transport.sent.length, 0);
 });
+
+t.test("regression: the caller's retransmissions do not push the failover timer back", async (t) => {
+  const e = setup();
+  e.deliver(INVITE, PHONE);
+  t.same(e.transport.take().dest, MAIN);
+  e.clock.advance(500);
+  e.deliver(INVITE, PHONE); // Timer A retransmission
+  t.same(e.transport.take().dest, MAIN);
+  e.clock.advance(500);
+  t.same(e.transport.take().dest, STANDBY, "failover 1 s after the first send");
+});
