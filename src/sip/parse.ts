@@ -122,13 +122,13 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     isRequest = false;
     const sp1 = startLine.indexOf(" ");
     const sp2 = sp1 < 0 ? -1 : startLine.indexOf(" ", sp1 + 1);
-    const codeText = sp1 < 0 ? "" : startLine.slice(sp1 + 1, sp2 < 0 ? startLine.length : sp2);
-    if (sp1 < 0 || !/^[1-6][0-9][0-9]$/.test(codeText)) {
+    const code = sp1 < 0 ? -1 : readStatusCode(startLine, sp1 + 1, sp2 < 0 ? startLine.length : sp2);
+    if (code < 0) {
       startFail = new Fail("bad-status-code", "status code is not 100-699", start + sp1 + 1);
-    } else if (startLine.slice(0, sp1) !== "SIP/2.0") {
+    } else if (sp1 !== 7 || !startLine.startsWith("SIP/2.0")) {
       startFail = new Fail("bad-version", "unsupported SIP version", start, 505);
     } else {
-      status = Number(codeText);
+      status = code;
       reason = sp2 < 0 ? "" : startLine.slice(sp2 + 1);
     }
   } else {
@@ -137,13 +137,13 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     // (RFC 3261 §7.1; RFC 4475 §3.1.2.8–3.1.2.10).
     const sp1 = startLine.indexOf(" ");
     const sp2 = sp1 < 0 ? -1 : startLine.indexOf(" ", sp1 + 1);
-    method = sp1 < 0 ? startLine : startLine.slice(0, sp1);
+    method = sp1 < 0 ? startLine : (methodAt(startLine, 0, sp1) ?? startLine.slice(0, sp1));
     if (sp1 <= 0 || sp2 < 0 || sp2 === sp1 + 1 || sp2 === startLine.length - 1 || startLine.indexOf(" ", sp2 + 1) >= 0 || !isToken(method)) {
       startFail = new Fail("bad-start-line", "malformed Request-Line", start);
     } else {
       requestUri = startLine.slice(sp1 + 1, sp2);
-      const version = startLine.slice(sp2 + 1);
-      if (version !== "SIP/2.0") {
+      if (startLine.length - sp2 - 1 !== 7 || !startLine.endsWith("SIP/2.0")) {
+        const version = startLine.slice(sp2 + 1);
         startFail = /^SIP\/[0-9]+\.[0-9]+$/.test(version)
           ? new Fail("bad-version", `unsupported version ${version}`, start + startLine.length - version.length, 505)
           : new Fail("bad-start-line", "malformed SIP-Version", start);
@@ -392,7 +392,39 @@ function readCSeq(s: string, from: number, end: number, pos: number): CSeq {
   const ms = skipLws(s, i, end);
   if (ms === i) throw new Fail("bad-cseq", "malformed CSeq", pos);
   const me = trimEndLws(s, ms, end);
-  const method = s.slice(ms, me);
+  const method = methodAt(s, ms, me) ?? s.slice(ms, me);
   if (!isToken(method)) throw new Fail("bad-cseq", "malformed CSeq method", pos);
   return { seq, method };
+}
+
+/** Status-Code (RFC 3261 §7.2): exactly three digits, 100-699. -1 otherwise. */
+function readStatusCode(s: string, from: number, end: number): number {
+  if (end - from !== 3) return -1;
+  const a = s.charCodeAt(from) - 48;
+  const b = s.charCodeAt(from + 1) - 48;
+  const c = s.charCodeAt(from + 2) - 48;
+  if (a < 1 || a > 6 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  return a * 100 + b * 10 + c;
+}
+
+/**
+ * The methods of RFC 3261 and its extensions, as literals: a method read
+ * from the wire comes back as the engine's internalized constant (no slice,
+ * and `m.method === "INVITE"` downstream is a pointer check). Methods are
+ * case-sensitive (RFC 3261 §7.1), so the match is exact.
+ */
+const METHODS_BY_LENGTH: string[][] = [];
+for (const m of ["ACK", "BYE", "INFO", "PRACK", "REFER", "INVITE", "CANCEL", "NOTIFY", "UPDATE", "OPTIONS", "PUBLISH", "MESSAGE", "REGISTER", "SUBSCRIBE"]) {
+  (METHODS_BY_LENGTH[m.length] ??= []).push(m);
+}
+
+function methodAt(s: string, start: number, end: number): string | undefined {
+  const bucket = METHODS_BY_LENGTH[end - start];
+  if (bucket === undefined) return undefined;
+  outer: for (let k = 0; k < bucket.length; k++) {
+    const m = bucket[k]!;
+    for (let i = 0; i < m.length; i++) if (s.charCodeAt(start + i) !== m.charCodeAt(i)) continue outer;
+    return m;
+  }
+  return undefined;
 }
