@@ -7,6 +7,7 @@ import t, { type Test } from "tap";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse, type ParseErrorCode } from "../../src/sip/parse.js";
+import { parseViaValue } from "../../src/sip/via.js";
 
 const ROOT = join(import.meta.dirname, "..", "fixtures", "conformance");
 
@@ -357,8 +358,46 @@ function runTable(tt: Test, dir: string, table: Record<string, Expect>, transfor
       ft.equal(m.toString(), expected, "untouched message serializes to the same bytes");
       ft.ok(m.toBuffer().equals(Buffer.from(expected, "latin1")), "byte-identical buffer");
       e.check?.(m, ft);
+      forwardRoundTrip(ft, expected);
     });
   }
+}
+
+const EDGE_VIA = (() => {
+  const r = parseViaValue("SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-conformance");
+  if (!r.ok) throw new Error(r.reason);
+  return r.via;
+})();
+
+/**
+ * What a proxy does to an accepted message must leave a message it would
+ * accept again, with the same identity: a request gets our Via on top and
+ * Max-Forwards decremented (RFC 3261 §16.6), a response loses its top Via
+ * (§16.7). Checked on the rewritten bytes, parsed afresh.
+ */
+function forwardRoundTrip(tt: Test, text: string): void {
+  const r = parse(Buffer.from(text, "latin1"));
+  if (!r.ok) return;
+  const m = r.message;
+  const vias = m.vias();
+  if (m.isRequest) {
+    m.prependVia(EDGE_VIA);
+    m.setMaxForwards(Math.max((m.maxForwards ?? 70) - 1, 0));
+  } else {
+    if (vias === undefined || vias.length < 2) return;
+    m.removeTopVia();
+  }
+  m.fixContentLength();
+  const again = parse(m.toBuffer(), { stream: true });
+  tt.ok(again.ok, again.ok ? "forwarded message parses again" : `forwarded message parses again (got ${again.code}: ${again.reason})`);
+  if (!again.ok) return;
+  const f = again.message;
+  tt.equal(f.topVia.branch, m.isRequest ? EDGE_VIA.branch : vias![1]!.branch, "top Via after forwarding");
+  tt.equal(f.callId, m.callId, "Call-ID kept");
+  tt.same(f.cseq, m.cseq, "CSeq kept");
+  tt.equal(f.body, m.body, "body kept");
+  if (m.isRequest) tt.equal(f.requestUri, m.requestUri, "Request-URI kept");
+  if (vias !== undefined) tt.equal(f.vias()?.length, vias.length + (m.isRequest ? 1 : -1), "one Via more (request) or less (response)");
 }
 
 t.test("RFC 4475 torture messages", async (tt) => {
