@@ -5,7 +5,7 @@
  */
 import t from "tap";
 import { parse } from "../../src/sip/parse.js";
-import type { SipMessage } from "../../src/sip/message.js";
+import { SipMessage } from "../../src/sip/message.js";
 import { parseViaValue, type Via } from "../../src/sip/via.js";
 
 const wire = (lines: string[]): string => lines.join("\r\n");
@@ -545,4 +545,35 @@ t.test("serializing copies untouched runs of lines but equals the plain join", a
     );
     t2.equal(m.topVia.received, "203.0.113.9");
   });
+});
+
+t.test("a message built without its parsed input still serializes by the plain join", async (tt) => {
+  const p = parsed(REGISTER);
+  const m = new SipMessage({
+    raw: p.raw,
+    startLine: p.startLine,
+    isRequest: p.isRequest,
+    method: p.method,
+    requestUri: p.requestUri,
+    uri: p.uri,
+    status: p.status,
+    reason: p.reason,
+    headers: [...p.headers],
+    body: p.body,
+    topVia: p.topVia,
+    maxForwards: p.maxForwards,
+    callId: p.callId,
+    cseq: p.cseq,
+    contentLength: p.contentLength,
+  });
+  tt.equal(m.toString(), REGISTER, "untouched: its raw text");
+  m.setMaxForwards(69);
+  tt.equal(m.toString(), replaceLine(REGISTER, "Max-Forwards: 70", ["Max-Forwards: 69"]));
+  tt.equal(m.toString(), reference(m));
+});
+
+t.test("listValues keeps a value it cannot split whole", async (tt) => {
+  const m = parsed(replaceLine(REGISTER, "Supported: path, outbound", ['Supported: "path, outbound']));
+  tt.same(m.listValues("Supported"), ['"path, outbound']);
+  tt.equal(m.hasOptionTag("Supported", "path"), false);
 });
