@@ -1,4 +1,11 @@
 import type { Logger } from "pino";
+import { HealthMonitor } from "../health/monitor.js";
+import { resolveHealthOptions, type HealthOptions } from "../health/options.js";
+import { Prober, type ProbeTarget } from "../health/prober.js";
+import { TargetHealth, type TargetHealthSnapshot } from "../health/target-health.js";
+import type { DeviceTable } from "../policy/device-table.js";
+import { FailoverPolicy, type PolicyStatus } from "../policy/failover.js";
+import type { FailoverOptions as PolicyOptions } from "../policy/options.js";
 import type { ParseLimits } from "../sip/parse.js";
 import { TransportLayer } from "../transport/layer.js";
 import type { BoundListener, ListenerSpec, TlsSettings, TransportLimits } from "../transport/types.js";
@@ -6,6 +13,7 @@ import type { Clock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowTokenCodec } from "./flow-token.js";
 import { EdgeIdentity } from "./identity.js";
+import { PolicyRouter, type DualOutcome } from "./policy-router.js";
 import { Proxy, type FailoverOptions, type ProxyObserver } from "./proxy.js";
 import { PriorityRouter, type Router } from "./router.js";
 import { SoftState } from "./soft-state.js";
@@ -24,10 +32,30 @@ export interface EdgeOptions {
   failover: FailoverOptions;
   clock: Clock;
   logger: Logger;
-  /** Builds the router from the targets; defaults to priority order. */
+  /** Builds the router from the targets; defaults to the failover policy (two targets or more) or priority order. */
   makeRouter?: (targets: readonly Target[]) => Router;
   resolver?: TargetResolver;
-  observer?: ProxyObserver;
+  /** OPTIONS probing and the health state machine (DESIGN.md §2.2); off when absent. */
+  health?: {
+    options: Partial<HealthOptions>;
+    /** Local address the probe sockets bind to. */
+    sourceAddress?: string;
+    closeStreamAfterTimeouts: number;
+  };
+  /** The Main/Standby failover policy (DESIGN.md §2.3); needs `health` and two targets. */
+  policy?: { options: Partial<PolicyOptions>; table: DeviceTable };
+}
+
+/** The state ops read: what the admin API and the status page will show. */
+export interface EdgeStatus {
+  startedAt: number;
+  listeners: readonly BoundListener[];
+  targets: readonly Target[];
+  health: Record<string, TargetHealthSnapshot>;
+  policy: PolicyStatus | undefined;
+  dual: Record<string, DualOutcome>;
+  counters: Record<string, number>;
+  transport: ReturnType<TransportLayer["stats"]>;
 }
 
 /**
@@ -41,13 +69,21 @@ export class Edge {
   private readonly startedAt: number;
 
   private constructor(
-    private readonly o: EdgeOptions,
+    o: EdgeOptions,
     readonly transport: TransportLayer,
     readonly listeners: readonly BoundListener[],
     readonly proxy: Proxy,
     readonly counters: Counters,
     targets: readonly Target[],
     router: Router,
+    /** Health per target name; empty when probing is off. */
+    readonly health: ReadonlyMap<string, TargetHealth>,
+    /** The Main/Standby policy, with its ops actions (force failover, failback, pin, drain). */
+    readonly policy: FailoverPolicy | undefined,
+    private readonly monitor: HealthMonitor | undefined,
+    private readonly prober: Prober | undefined,
+    /** Builds a router over a target list (kept for reloads). */
+    private readonly makeRouter: (targets: readonly Target[]) => Router,
   ) {
     this.targetList = targets;
     this.router = router;
@@ -56,36 +92,89 @@ export class Edge {
 
   static async start(o: EdgeOptions): Promise<Edge> {
     const targets = o.targets.map(makeTarget);
+    const log = o.logger;
     const transport = new TransportLayer({
       listeners: o.listeners,
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       limits: o.transportLimits,
       clock: o.clock,
-      logger: o.logger.child({ module: "transport" }),
+      logger: log.child({ module: "transport" }),
     });
     const listeners = await transport.start();
+    const resolver = o.resolver ?? literalResolver;
+
+    // Health: one state machine per target, transitions logged once each.
+    const health = new Map<string, TargetHealth>();
+    let monitor: HealthMonitor | undefined;
+    let prober: Prober | undefined;
+    if (o.health !== undefined) {
+      const hopts = resolveHealthOptions(o.health.options);
+      const hlog = log.child({ module: "health" });
+      for (const t of targets) {
+        health.set(t.name, new TargetHealth(t.name, hopts, o.clock, (tr) => hlog.info(tr, `target ${tr.target}: ${tr.from ?? "start"} -> ${tr.to}${tr.draining ? " (draining)" : ""}: ${tr.reason}`)));
+      }
+      const via = listeners.find((l) => l.transport === "udp") ?? listeners[0]!;
+      prober = new Prober({
+        clock: o.clock,
+        logger: hlog,
+        timeoutMs: hopts.probeTimeoutMs,
+        viaHost: via.advertise,
+        closeStreamAfterTimeouts: o.health.closeStreamAfterTimeouts,
+        ...(o.health.sourceAddress === undefined ? {} : { sourceAddress: o.health.sourceAddress }),
+        ...(o.tls === undefined ? {} : { tls: { ...(o.tls.ca === undefined ? {} : { ca: o.tls.ca }), rejectUnauthorized: o.tls.verifyPeer !== false } }),
+      });
+      monitor = new HealthMonitor(
+        prober,
+        targets.map((t) => ({ health: health.get(t.name)!, probeTarget: () => probeTargetOf(t, resolver) })),
+        o.clock,
+        hlog,
+      );
+    }
+
+    // Policy: Main is the lowest priority number, Standby the next.
+    let policy: FailoverPolicy | undefined;
+    const byPriority = [...targets].sort((a, b) => a.priority - b.priority);
+    if (o.policy !== undefined && byPriority.length >= 2 && health.size > 0) {
+      const plog = log.child({ module: "policy" });
+      policy = new FailoverPolicy({
+        main: health.get(byPriority[0]!.name)!,
+        standby: health.get(byPriority[1]!.name)!,
+        table: o.policy.table,
+        clock: o.clock,
+        options: o.policy.options,
+        onEvent: (e) => plog.info(e, `policy: ${e.reason}`),
+      });
+    }
+    const plog = log.child({ module: "router" });
+    const makeRouter =
+      o.makeRouter ?? ((ts: readonly Target[]) => (policy !== undefined ? new PolicyRouter(policy, ts, o.clock, plog) : new PriorityRouter(ts, (t) => health.get(t.name)?.usability().newRequests ?? true)));
+    const router = makeRouter(targets);
+
     const holder: { edge?: Edge } = {};
-    const router = (o.makeRouter ?? ((ts) => new PriorityRouter(ts)))(targets);
     const counters = new Counters();
+    const observer: ProxyObserver = {
+      targetOutcome: (t, outcome, status) => health.get(t.name)?.traffic({ outcome, status }),
+    };
     const proxy = new Proxy({
       transport,
       identity: new EdgeIdentity(listeners, o.domains),
       router: () => holder.edge!.router,
       targets: () => holder.edge!.targetList,
-      resolver: o.resolver ?? literalResolver,
+      resolver,
       flowTokens: new FlowTokenCodec(o.flowKey),
       softState: new SoftState(o.softState),
       counters,
-      logger: o.logger.child({ module: "proxy" }),
+      logger: log.child({ module: "proxy" }),
       clock: o.clock,
       failover: o.failover,
       limits: o.parseLimits,
-      ...(o.observer === undefined ? {} : { observer: o.observer }),
+      observer,
     });
-    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router);
+    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, monitor, prober, makeRouter);
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
-    o.logger.info({ listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`), targets: targets.map((t) => `${t.name}=${t.uri}`) }, "edge started");
+    monitor?.start();
+    log.info({ listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`), targets: targets.map((t) => `${t.name}=${t.uri}`) }, "edge started");
     return edge;
   }
 
@@ -99,16 +188,39 @@ export class Edge {
    */
   replaceRouting(targets: readonly TargetSpec[], makeRouter?: (targets: readonly Target[]) => Router): void {
     const ts = targets.map(makeTarget);
-    const router = (makeRouter ?? this.o.makeRouter ?? ((x: readonly Target[]) => new PriorityRouter(x)))(ts);
+    const router = (makeRouter ?? this.makeRouter)(ts);
     this.targetList = ts;
     this.router = router;
   }
 
-  status(): { startedAt: number; listeners: readonly BoundListener[]; targets: readonly Target[]; counters: Record<string, number>; transport: ReturnType<TransportLayer["stats"]> } {
-    return { startedAt: this.startedAt, listeners: this.listeners, targets: this.targetList, counters: this.counters.snapshot(), transport: this.transport.stats() };
+  status(): EdgeStatus {
+    const health: Record<string, TargetHealthSnapshot> = {};
+    for (const [name, h] of this.health) health[name] = h.snapshot();
+    return {
+      startedAt: this.startedAt,
+      listeners: this.listeners,
+      targets: this.targetList,
+      health,
+      policy: this.policy?.status(),
+      dual: this.router instanceof PolicyRouter ? this.router.dualStatus() : {},
+      counters: this.counters.snapshot(),
+      transport: this.transport.stats(),
+    };
   }
 
   async stop(): Promise<void> {
+    this.monitor?.stop();
+    this.prober?.stop();
+    this.policy?.close();
+    for (const h of this.health.values()) h.close();
     await this.transport.stop();
   }
+}
+
+/** Where to send a target's OPTIONS probe (WS targets are not probed). */
+function probeTargetOf(t: Target, resolver: TargetResolver): ProbeTarget | undefined {
+  if (t.transport === "ws" || t.transport === "wss") return undefined;
+  const ep = resolver.endpoint(t);
+  if (ep === undefined) return undefined;
+  return { name: t.name, transport: t.transport, address: ep.address, port: ep.port, uri: t.uri, ...(t.transport === "tls" ? { servername: t.host } : {}) };
 }

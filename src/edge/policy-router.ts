@@ -1,0 +1,136 @@
+import type { Logger } from "pino";
+import type { FailoverPolicy } from "../policy/failover.js";
+import type { SipMessage } from "../sip/message.js";
+import { parseNameAddr } from "../sip/nameaddr.js";
+import type { Clock } from "../util/clock.js";
+import type { RouteDecision, RouteInput, Router } from "./router.js";
+import type { Target } from "./targets.js";
+
+/** What the last `dual` copy to a PBX said, per device class (shown in status). */
+export interface DualOutcome {
+  target: string;
+  status: number;
+  at: number;
+  /** The PBX challenged the copy: the phone cannot answer it (see README, REGISTER modes). */
+  challenged: boolean;
+}
+
+/**
+ * The router of a Main/Standby pair: the failover policy decides, per device
+ * (class from the device table, own delay from its identity), which usable
+ * targets a new request goes to, home first. REGISTER follows the class's
+ * mode: `follow-active` (home only, failover to the other), `dual` (home,
+ * plus a copy to the other PBX whose answer is tracked, not relayed) or
+ * `passthrough` (the PBX the phone itself named).
+ */
+export class PolicyRouter implements Router {
+  private readonly byName: ReadonlyMap<string, Target>;
+  private readonly dual = new Map<string, DualOutcome>();
+
+  constructor(
+    private readonly policy: FailoverPolicy,
+    private readonly targets: readonly Target[],
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {
+    this.byName = new Map(targets.map((t) => [t.name, t]));
+  }
+
+  route(input: RouteInput): RouteDecision {
+    const m = input.message;
+    if (input.fromTarget !== undefined) {
+      // A PBX addressing the edge itself without a flow token: there is no
+      // phone to deliver it to.
+      return { action: "reject", status: 404, reason: "Not Found", why: "request from a PBX without a flow token" };
+    }
+    const device = this.policy.device({ userAgent: m.get("User-Agent"), source: input.source.address, aor: aorOf(m) });
+    const answer = this.policy.route(device);
+    const cls = device.deviceClass.name;
+    if (m.method === "REGISTER" && answer.register === "passthrough") {
+      const named = this.targets.find((t) => m.uri !== undefined && t.host === m.uri.host && (m.uri.port === undefined || t.port === m.uri.port));
+      if (named !== undefined) {
+        if (!answer.targets.includes(named.name)) return { action: "reject", status: 503, reason: "Service Unavailable", why: `passthrough: ${named.name} is not usable` };
+        return { action: "forward", targets: [named], why: `class ${cls}: passthrough to ${named.name}` };
+      }
+    }
+    const targets = answer.targets.map((n) => this.byName.get(n)).filter((t): t is Target => t !== undefined);
+    if (targets.length === 0) return { action: "reject", status: 503, reason: "Service Unavailable", why: `class ${cls}: no usable target` };
+    const inGrace = answer.graceUntil !== undefined && this.clock.now() < answer.graceUntil;
+    const why = `class ${cls}: home ${answer.home}${answer.pending === undefined ? "" : `, switch to ${answer.pending.to} pending`}${inGrace ? ", in grace" : ""}`;
+    if (m.method !== "REGISTER") return { action: "forward", targets, why };
+
+    const decision: RouteDecision = {
+      action: "forward",
+      targets,
+      why,
+      // Grace after failback: a REGISTER that fails on Main goes to the
+      // Standby rather than leaving the device unregistered.
+      retryOnAnyFailure: inGrace,
+      shapeResponse: (r) => capRegisterExpires(r, (n) => this.policy.capExpires(device, n)),
+    };
+    if (answer.register === "dual" && targets.length > 1) {
+      return {
+        ...decision,
+        targets: [targets[0]!],
+        fork: targets.slice(1),
+        onForkResponse: (t, r) => this.noteDual(cls, t, r),
+      };
+    }
+    return decision;
+  }
+
+  private noteDual(cls: string, t: Target, r: SipMessage): void {
+    const challenged = r.status === 401 || r.status === 407;
+    const prev = this.dual.get(cls);
+    if (challenged && prev?.challenged !== true) {
+      // Once per class: the phone cannot answer two PBXs' challenges.
+      this.logger.warn(
+        { deviceClass: cls, target: t.name, status: r.status },
+        "dual registration challenged by the inactive PBX: it must trust the edge's address or share credentials with the active one",
+      );
+    }
+    this.dual.set(cls, { target: t.name, status: r.status, at: this.clock.wallNow(), challenged });
+  }
+
+  /** Per device class, the outcome of the last `dual` copy. */
+  dualStatus(): Record<string, DualOutcome> {
+    return Object.fromEntries(this.dual);
+  }
+}
+
+/** The device's address of record: To of a REGISTER, From of anything else. */
+function aorOf(m: SipMessage): string | undefined {
+  const v = m.get(m.method === "REGISTER" ? "To" : "From");
+  if (v === undefined) return undefined;
+  const r = parseNameAddr(v);
+  if (!r.ok) return undefined;
+  const u = r.value.uri;
+  return u.user === undefined ? `${u.scheme}:${u.host}` : `${u.scheme}:${u.user}@${u.host}`;
+}
+
+/**
+ * Caps the expiry a registrar granted (Expires header and each Contact's
+ * `expires`, RFC 3261 §10.3 step 8), so a device with a switch pending
+ * refreshes inside its switch window.
+ */
+export function capRegisterExpires(r: SipMessage, cap: (granted: number) => number): void {
+  const exp = r.get("Expires");
+  if (exp !== undefined && /^\d+$/.test(exp)) {
+    const n = Number(exp);
+    const c = cap(n);
+    if (c < n) r.setHeader("Expires", String(c));
+  }
+  if (!r.has("Contact")) return;
+  const all = r.getAll("Contact");
+  let changed = false;
+  const rewritten = all.map((line) =>
+    line.replace(/(;\s*expires\s*=\s*)(\d+)/gi, (whole, pre: string, num: string) => {
+      const n = Number(num);
+      const c = cap(n);
+      if (c >= n) return whole;
+      changed = true;
+      return `${pre}${c}`;
+    }),
+  );
+  if (changed) r.setHeader("Contact", rewritten.join(", "));
+}
