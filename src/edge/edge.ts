@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { HealthMonitor } from "../health/monitor.js";
 import { resolveHealthOptions, type HealthOptions } from "../health/options.js";
 import { Prober, type ProbeTarget } from "../health/prober.js";
-import { TargetHealth, type TargetHealthSnapshot } from "../health/target-health.js";
+import { TargetHealth, type ProbeReport, type TargetHealthSnapshot } from "../health/target-health.js";
 import type { DeviceTable } from "../policy/device-table.js";
 import { FailoverPolicy, type PolicyStatus } from "../policy/failover.js";
 import type { FailoverOptions as PolicyOptions } from "../policy/options.js";
@@ -41,6 +41,13 @@ export interface EdgeOptions {
     /** Local address the probe sockets bind to. */
     sourceAddress?: string;
     closeStreamAfterTimeouts: number;
+    /**
+     * With several workers only one probes ("active") and hands each result
+     * to `onProbeResult`; the others ("follower") get them through
+     * `applyProbeResult`, so a PBX is probed once, not once per worker.
+     */
+    mode?: "active" | "follower";
+    onProbeResult?: (target: string, result: ProbeReport) => void;
   };
   /** The Main/Standby failover policy (DESIGN.md §2.3); needs `health` and two targets. */
   policy?: { options: Partial<PolicyOptions>; table: DeviceTable };
@@ -114,7 +121,7 @@ export class Edge {
         health.set(t.name, new TargetHealth(t.name, hopts, o.clock, (tr) => hlog.info(tr, `target ${tr.target}: ${tr.from ?? "start"} -> ${tr.to}${tr.draining ? " (draining)" : ""}: ${tr.reason}`)));
       }
       const via = listeners.find((l) => l.transport === "udp") ?? listeners[0]!;
-      prober = new Prober({
+      if (o.health.mode !== "follower") prober = new Prober({
         clock: o.clock,
         logger: hlog,
         timeoutMs: hopts.probeTimeoutMs,
@@ -123,12 +130,15 @@ export class Edge {
         ...(o.health.sourceAddress === undefined ? {} : { sourceAddress: o.health.sourceAddress }),
         ...(o.tls === undefined ? {} : { tls: { ...(o.tls.ca === undefined ? {} : { ca: o.tls.ca }), rejectUnauthorized: o.tls.verifyPeer !== false } }),
       });
-      monitor = new HealthMonitor(
-        prober,
-        targets.map((t) => ({ health: health.get(t.name)!, probeTarget: () => probeTargetOf(t, resolver) })),
-        o.clock,
-        hlog,
-      );
+      if (prober !== undefined) {
+        monitor = new HealthMonitor(
+          prober,
+          targets.map((t) => ({ health: health.get(t.name)!, probeTarget: () => probeTargetOf(t, resolver) })),
+          o.clock,
+          hlog,
+          o.health.onProbeResult,
+        );
+      }
     }
 
     // Policy: Main is the lowest priority number, Standby the next.
@@ -176,6 +186,12 @@ export class Edge {
     monitor?.start();
     log.info({ listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`), targets: targets.map((t) => `${t.name}=${t.uri}`) }, "edge started");
     return edge;
+  }
+
+  /** A probe result from the worker that probes (follower mode). */
+  applyProbeResult(target: string, result: ProbeReport): void {
+    const h = this.health.get(target);
+    if (h !== undefined) h.probeResult(h.beginProbe(), result);
   }
 
   get targets(): readonly Target[] {

@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os";
 import type { SipUri } from "../sip/uri.js";
 import { defaultPort, type Listener } from "./ports.js";
 
@@ -17,6 +18,8 @@ export class EdgeIdentity {
       this.ports.add(l.port);
       this.hosts.add(l.advertise.toLowerCase());
       if (l.address !== "0.0.0.0" && l.address !== "::") this.hosts.add(l.address.toLowerCase());
+      // A wildcard listener is reachable on every local address.
+      else for (const a of localAddresses(l.family)) this.hosts.add(a);
     }
     for (const d of domains) this.domains.add(d.toLowerCase());
   }
@@ -39,4 +42,12 @@ export class EdgeIdentity {
   isOurSentBy(host: string, port: number | undefined): boolean {
     return this.hosts.has(host.toLowerCase()) && this.ports.has(port ?? 5060);
   }
+}
+
+function localAddresses(family: 4 | 6): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === (family === 4 ? "IPv4" : "IPv6")) out.push(a.address.toLowerCase());
+  }
+  return out;
 }

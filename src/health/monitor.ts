@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../util/clock.js";
 import type { ProbeTarget, Prober } from "./prober.js";
-import type { TargetHealth } from "./target-health.js";
+import type { ProbeReport, TargetHealth } from "./target-health.js";
 
 export interface MonitoredTarget {
   health: TargetHealth;
@@ -25,6 +25,8 @@ export class HealthMonitor {
     private readonly targets: readonly MonitoredTarget[],
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** Every result, as applied here (workers that do not probe get them from this). */
+    private readonly onResult?: (target: string, result: ProbeReport) => void,
   ) {}
 
   start(): void {
@@ -64,6 +66,7 @@ export class HealthMonitor {
     }
     this.prober.probe(pt, (r) => {
       const applied = t.health.probeResult(ticket, r);
+      if (applied === "applied") this.onResult?.(t.health.name, r);
       if (applied === "stale" && this.logger.isLevelEnabled("debug")) this.logger.debug({ target: pt.name }, "stale probe result ignored");
       this.schedule(t, t.health.nextProbeDelayMs());
     });

@@ -1,0 +1,181 @@
+/**
+ * Composition root: turns a validated config into a running edge, and owns
+ * the process concerns (signals, reload, shutdown). Nothing below src/edge
+ * knows about files or signals.
+ */
+import { isIP } from "node:net";
+import type { Logger } from "pino";
+import { formatConfigError, loadConfig, obtainFlowKey, reloadConfig, type EdgeConfig } from "./config/index.js";
+import { loadYamlFile } from "./config/load.js";
+import { Edge, type EdgeOptions } from "./edge/edge.js";
+import type { ProbeReport } from "./health/target-health.js";
+import type { TargetResolver } from "./edge/targets.js";
+import { compileDeviceTable, deviceTableSchema, type DeviceTable } from "./policy/device-table.js";
+import { readFileSync } from "node:fs";
+import { SipResolver, nodeDnsBackend } from "./transport/dns.js";
+import { systemClock, type Clock } from "./util/clock.js";
+import { createLogger } from "./util/logger.js";
+
+/** Loads the device table a config names; errors come back formatted with file:line:column. */
+export function loadDeviceTable(file: string): { ok: true; table: DeviceTable } | { ok: false; errors: string[] } {
+  const r = loadYamlFile(file, deviceTableSchema);
+  if (!r.ok) return { ok: false, errors: r.errors.map(formatConfigError) };
+  return { ok: true, table: compileDeviceTable(r.value) };
+}
+
+/** Maps the YAML config onto the edge's options (all validation already done by the schema). */
+export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer, clock: Clock, logger: Logger, resolver?: TargetResolver): EdgeOptions {
+  return {
+    listeners: cfg.listen.map((l) => ({ transport: l.transport, address: l.address, port: l.port, ...(l.advertise === undefined ? {} : { advertise: l.advertise }) })),
+    domains: [...cfg.domains],
+    targets: cfg.targets.map((t) => ({ name: t.name, uri: t.uri, priority: t.priority, acceptsPath: t.acceptsPath })),
+    ...(cfg.tls === undefined
+      ? {}
+      : {
+          tls: {
+            cert: readFileSync(cfg.tls.cert, "utf8"),
+            key: readFileSync(cfg.tls.key, "utf8"),
+            ...(cfg.tls.ca === undefined ? {} : { ca: readFileSync(cfg.tls.ca, "utf8") }),
+            minVersion: cfg.tls.minVersion,
+            verifyPeer: cfg.tls.verifyPeer,
+            requireClientCert: cfg.tls.requireClientCert,
+          },
+        }),
+    transportLimits: {
+      maxMessageBytes: cfg.limits.maxMessageBytes,
+      maxStreamBufferBytes: cfg.limits.maxStreamBufferBytes,
+      maxConnections: cfg.limits.maxConnections,
+      maxConnectionsPerSource: cfg.limits.maxConnectionsPerSource,
+      connectTimeoutMs: cfg.limits.connectTimeoutMs,
+      idleTimeoutMs: cfg.limits.idleTimeoutSeconds * 1000,
+    },
+    parseLimits: {
+      maxMessageBytes: cfg.limits.maxMessageBytes,
+      maxHeaders: cfg.limits.maxHeaders,
+      maxVias: cfg.limits.maxVias,
+      maxHeaderLineBytes: cfg.limits.maxHeaderLineBytes,
+    },
+    softState: { maxEntries: cfg.softState.maxEntries, ttlMs: cfg.softState.ttlSeconds * 1000 },
+    flowKey,
+    failover: { requestTimeoutMs: cfg.failover.requestTimeoutMs, retryOn: new Set(cfg.failover.retryOn) },
+    health: {
+      options: {
+        failuresToDown: cfg.health.downAfter,
+        successesToUp: cfg.health.upAfter,
+        intervalUpMs: cfg.health.intervalSeconds * 1000,
+        intervalDownMs: cfg.health.intervalDownSeconds * 1000,
+        probeTimeoutMs: cfg.health.timeoutMs,
+        aliveCodes: cfg.health.alive,
+        passiveFailureCodes: [...cfg.failover.retryOn],
+      },
+      closeStreamAfterTimeouts: cfg.health.closeStreamAfterTimeouts,
+    },
+    policy: {
+      options: {
+        holdDownSeconds: cfg.policy.holdDownSeconds,
+        failbackStableSeconds: cfg.policy.failbackStableSeconds,
+        graceSeconds: cfg.policy.graceSeconds,
+        failbackMode: cfg.policy.failbackMode,
+      },
+      table,
+    },
+    clock,
+    logger,
+    ...(resolver === undefined ? {} : { resolver }),
+  };
+}
+
+/** A TargetResolver over the RFC 3263 resolver: IP literals at once, names from its cache. */
+function dnsResolver(cfg: EdgeConfig, clock: Clock, logger: Logger): { resolver: TargetResolver; stop: () => void } {
+  const dns = new SipResolver({
+    backend: nodeDnsBackend(),
+    clock,
+    logger: logger.child({ module: "dns" }),
+    srvTtlMs: cfg.dns.srvTtlSeconds * 1000,
+    minTtlMs: cfg.dns.minTtlSeconds * 1000,
+    maxTtlMs: cfg.dns.maxTtlSeconds * 1000,
+    negativeTtlMs: cfg.dns.negativeTtlSeconds * 1000,
+    onEvent: (e) => (e.kind === "failed" ? logger.warn(e, `dns ${e.name}: ${e.reason}${e.usingStale ? " (using the last good answer)" : ""}`) : logger.info(e, `dns ${e.name}: ${e.kind}`)),
+  });
+  return {
+    resolver: {
+      endpoint(t) {
+        if (isIP(t.host) !== 0) return { transport: t.transport, address: t.host, port: t.port ?? (t.transport === "tls" || t.transport === "wss" ? 5061 : 5060) };
+        return dns.lookup({ host: t.host, port: t.port, transport: t.transport })?.[0];
+      },
+    },
+    stop: () => dns.stop(),
+  };
+}
+
+export interface Running {
+  edge: Edge;
+  config: EdgeConfig;
+  stop(): Promise<void>;
+  reload(): boolean;
+}
+
+/**
+ * Starts an edge from a config file. Throws (with every error formatted as
+ * file:line:column: field: message) when the config is invalid.
+ */
+export interface RunOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Worker mode (see src/cli.ts): who probes, and where probe results go. */
+  probe?: { mode: "active" | "follower"; onResult?: (target: string, result: ProbeReport) => void };
+}
+
+export async function run(configPath: string, opts: RunOptions = {}): Promise<Running> {
+  const r = loadConfig(configPath);
+  if (!r.ok) throw new ConfigRefused(r.errors.map(formatConfigError));
+  let config = r.value;
+  const logger = opts.logger ?? createLogger(config.log.level);
+  const clock = opts.clock ?? systemClock;
+  const dt = loadDeviceTable(config.policy.deviceTable);
+  if (!dt.ok) throw new ConfigRefused(dt.errors);
+  const flowKey = obtainFlowKey(config);
+  const dns = dnsResolver(config, clock, logger);
+  const eo = edgeOptions(config, dt.table, flowKey, clock, logger, dns.resolver);
+  if (opts.probe !== undefined && eo.health !== undefined) {
+    eo.health.mode = opts.probe.mode;
+    if (opts.probe.onResult !== undefined) eo.health.onProbeResult = opts.probe.onResult;
+  }
+  const edge = await Edge.start(eo);
+  return {
+    edge,
+    get config() {
+      return config;
+    },
+    async stop() {
+      dns.stop();
+      await edge.stop();
+    },
+    reload() {
+      // A bad file never replaces a good one: the running config stays.
+      const nr = reloadConfig(configPath, config);
+      if (!nr.ok) {
+        for (const e of nr.errors) logger.error({ file: e.file, line: e.line, column: e.column, field: e.field }, `config refused: ${formatConfigError(e)}`);
+        return false;
+      }
+      const ndt = loadDeviceTable(nr.value.policy.deviceTable);
+      if (!ndt.ok) {
+        for (const e of ndt.errors) logger.error(`device table refused: ${e}`);
+        return false;
+      }
+      edge.policy?.setDeviceTable(ndt.table);
+      edge.replaceRouting(nr.value.targets.map((t) => ({ name: t.name, uri: t.uri, priority: t.priority, acceptsPath: t.acceptsPath })));
+      if (nr.restartRequired.length > 0) logger.warn({ sections: nr.restartRequired }, "these config sections change only at restart");
+      config = nr.value;
+      logger.info({ changed: nr.changed, hash: nr.hash }, "config reloaded");
+      return true;
+    },
+  };
+}
+
+export class ConfigRefused extends Error {
+  constructor(readonly errors: readonly string[]) {
+    super(`config refused:\n${errors.join("\n")}`);
+    this.name = "ConfigRefused";
+  }
+}
