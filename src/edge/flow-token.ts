@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import type { Endpoint, TransportName } from "./ports.js";
 
 /**
@@ -31,17 +32,43 @@ const TRANSPORTS: ReadonlySet<string> = new Set(["udp", "tcp", "tls", "ws", "wss
 const MAC_BYTES = 12;
 
 export class FlowTokenCodec {
-  constructor(private readonly key: Buffer) {
+  /**
+   * An HMAC per message was the largest single cost of a call: a phone's
+   * token is the same for every request on its flow, so encoded tokens and
+   * verified ones are kept in small bounded caches. Only tokens whose MAC
+   * checked out are ever cached, so the cache cannot be used to skip it.
+   */
+  private readonly encoded: LRUCache<string, string>;
+  private readonly verified: LRUCache<string, Flow>;
+
+  constructor(
+    private readonly key: Buffer,
+    cacheSize = 20_000,
+  ) {
     if (key.length < 16) throw new Error("flow token key must be at least 16 bytes");
+    this.encoded = new LRUCache({ max: cacheSize });
+    this.verified = new LRUCache({ max: cacheSize });
   }
 
   encode(flow: Flow): string {
     const payload = `${flow.transport}|${flow.address}|${flow.port}|${flow.flowId}|${flow.contactHostport}`;
+    const hit = this.encoded.get(payload);
+    if (hit !== undefined) return hit;
     const p = Buffer.from(payload, "latin1").toString("base64url");
-    return `${p}.${this.mac(p).toString("base64url")}`;
+    const token = `${p}.${this.mac(p).toString("base64url")}`;
+    this.encoded.set(payload, token);
+    return token;
   }
 
   decode(token: string): TokenResult {
+    const hit = this.verified.get(token);
+    if (hit !== undefined) return { ok: true, flow: hit };
+    const r = this.verify(token);
+    if (r.ok) this.verified.set(token, Object.freeze(r.flow));
+    return r;
+  }
+
+  private verify(token: string): TokenResult {
     const dot = token.lastIndexOf(".");
     if (dot <= 0 || dot === token.length - 1) return { ok: false, reason: "malformed" };
     const p = token.slice(0, dot);

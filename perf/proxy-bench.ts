@@ -1,0 +1,114 @@
+/**
+ * Proxy core micro-benchmark: the CPU the edge spends on the SIP side of one
+ * call and one registration, without sockets. One core, one process.
+ *
+ *   npm run bench:proxy
+ *
+ * A "call" is the seven messages a proxy handles for INVITE/100/180/200/ACK/
+ * BYE/200 (the 100 is the PBX's, relayed); a "registration" is REGISTER and
+ * its 200. Each message goes through Proxy.onMessage exactly as the transport
+ * layer would hand it over; sends go to a counting stub.
+ */
+import { FlowTokenCodec } from "../src/edge/flow-token.js";
+import { EdgeIdentity } from "../src/edge/identity.js";
+import type { Endpoint, Listener, TransportPort } from "../src/edge/ports.js";
+import { DEFAULT_FAILOVER, Proxy } from "../src/edge/proxy.js";
+import { PriorityRouter } from "../src/edge/router.js";
+import { SoftState } from "../src/edge/soft-state.js";
+import { literalResolver, makeTarget } from "../src/edge/targets.js";
+import { systemClock } from "../src/util/clock.js";
+import { Counters } from "../src/util/counters.js";
+import { silentLogger } from "../src/util/logger.js";
+
+const UDP: Listener = { id: "udp", transport: "udp", address: "192.0.2.1", port: 5060, advertise: "192.0.2.1", family: 4 };
+let last = "";
+let sent = 0;
+const transport: TransportPort = {
+  listenerFor: () => UDP,
+  send: (_d: Endpoint, data: Buffer | string) => {
+    sent++;
+    last = typeof data === "string" ? data : data.toString("latin1");
+    return true;
+  },
+  hasFlow: () => true,
+};
+const targets = [makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }), makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true })];
+const router = new PriorityRouter(targets);
+const proxy = new Proxy({
+  transport,
+  identity: new EdgeIdentity([UDP], ["pbx.example.com"]),
+  router: () => router,
+  targets: () => targets,
+  resolver: literalResolver,
+  flowTokens: new FlowTokenCodec(Buffer.alloc(32, 1)),
+  softState: new SoftState({ maxEntries: 200_000, ttlMs: 180_000 }),
+  counters: new Counters(),
+  logger: silentLogger,
+  clock: systemClock,
+  failover: { ...DEFAULT_FAILOVER, requestTimeoutMs: 60_000 },
+});
+const PHONE: Endpoint = { transport: "udp", address: "198.51.100.7", port: 5062 };
+const MAIN: Endpoint = { transport: "udp", address: "10.0.0.1", port: 5070 };
+const deliver = (text: string, source: Endpoint): void => proxy.onMessage({ data: Buffer.from(text, "latin1"), source, listener: UDP });
+
+const sdp = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+function invite(i: number): string {
+  return `INVITE sip:2001@pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}x;rport\r\nMax-Forwards: 70\r\nFrom: "Alice" <sip:1001@pbx.example.com>;tag=a${i}\r\nTo: <sip:2001@pbx.example.com>\r\nCall-ID: c${i}@198.51.100.7\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@198.51.100.7:5062>\r\nUser-Agent: Bench\r\nContent-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`;
+}
+function respond(req: string, status: string, withSdp: boolean): string {
+  const lines = req.split("\r\n");
+  const keep = lines.filter((l) => /^(Via|From|Call-ID|CSeq|Record-Route):/.test(l));
+  const to = lines.find((l) => l.startsWith("To:"))!;
+  const body = withSdp ? sdp : "";
+  return `SIP/2.0 ${status}\r\n${keep.join("\r\n")}\r\n${to};tag=b\r\nContact: <sip:2001@10.0.0.1:5070>\r\n${withSdp ? "Content-Type: application/sdp\r\n" : ""}Content-Length: ${body.length}\r\n\r\n${body}`;
+}
+
+function oneCall(i: number): void {
+  deliver(invite(i), PHONE);
+  const fwd = last;
+  deliver(respond(fwd, "100 Trying", false), MAIN);
+  deliver(respond(fwd, "180 Ringing", false), MAIN);
+  deliver(respond(fwd, "200 OK", true), MAIN);
+  const rr = /Record-Route: <([^>]+)>/.exec(fwd)![1];
+  const inDialog = (m: string, cseq: number) =>
+    `${m} sip:2001@10.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}${m};rport\r\nMax-Forwards: 70\r\nRoute: <${rr}>\r\nFrom: "Alice" <sip:1001@pbx.example.com>;tag=a${i}\r\nTo: <sip:2001@pbx.example.com>;tag=b\r\nCall-ID: c${i}@198.51.100.7\r\nCSeq: ${cseq} ${m}\r\nContent-Length: 0\r\n\r\n`;
+  deliver(inDialog("ACK", 1), PHONE);
+  deliver(inDialog("BYE", 2), PHONE);
+  deliver(respond(last, "200 OK", false), MAIN);
+}
+
+function oneRegistration(i: number): void {
+  deliver(
+    `REGISTER sip:pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}r;rport\r\nMax-Forwards: 70\r\nFrom: <sip:${i}@pbx.example.com>;tag=r${i}\r\nTo: <sip:${i}@pbx.example.com>\r\nCall-ID: r${i}@198.51.100.7\r\nCSeq: 1 REGISTER\r\nContact: <sip:${i}@198.51.100.7:5062>;expires=3600\r\nSupported: path\r\nUser-Agent: Bench\r\nContent-Length: 0\r\n\r\n`,
+    PHONE,
+  );
+  deliver(respond(last, "200 OK", false), MAIN);
+}
+
+function bench(name: string, fn: (i: number) => void, seconds = 3): number {
+  let i = 0;
+  const warm = performance.now() + 500;
+  while (performance.now() < warm) fn(i++);
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let n = 0;
+  let now = start;
+  while (now < end) {
+    for (let k = 0; k < 200; k++) fn(i++);
+    n += 200;
+    now = performance.now();
+  }
+  const usPer = ((now - start) * 1000) / n;
+  console.log(`${name.padEnd(24)} ${usPer.toFixed(2).padStart(8)} µs CPU each  (${Math.round(n / ((now - start) / 1000)).toLocaleString("en-US")}/s on one core)`);
+  return usPer;
+}
+
+const rounds = Number(process.env.ROUNDS ?? 3);
+const calls: number[] = [];
+const regs: number[] = [];
+for (let r = 0; r < rounds; r++) {
+  calls.push(bench("call (7 messages)", oneCall));
+  regs.push(bench("registration (2 msgs)", oneRegistration));
+}
+const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+console.log(`\nmedian of ${rounds}: ${med(calls).toFixed(2)} µs per call, ${med(regs).toFixed(2)} µs per registration (node ${process.version}); ${sent} messages sent`);
