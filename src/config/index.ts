@@ -16,6 +16,7 @@ export {
   type TlsConfig,
   type TransportName,
 } from "./schema.js";
+export { checkTlsPem, readTlsPem, type TlsFiles, type TlsPem, type TlsProblem } from "./tls.js";
 export { obtainFlowKey, type FlowKeyFs, type FlowKeySettings } from "./flow-key.js";
 
 /**

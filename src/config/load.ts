@@ -272,8 +272,9 @@ function offsetFor(doc: Document, path: readonly PathSegment[], atKey: boolean):
  * edit) and aliases to anchors that do not exist, each reported at its own
  * position with the field it belongs to.
  */
-function structuralErrors(doc: Document, file: string, lc: LineCounter, bomShift: number): ConfigError[] {
+function structuralErrors(doc: Document, file: string, lc: LineCounter, bomShift: number): { errors: ConfigError[]; fatal: boolean } {
   const errors: ConfigError[] = [];
+  let fatal = false;
   const at = (offset: number, path: PathSegment[], message: string): void => {
     errors.push({ file, ...position(lc, offset, bomShift), field: formatField(path), message });
   };
@@ -289,6 +290,8 @@ function structuralErrors(doc: Document, file: string, lc: LineCounter, bomShift
         const k = keyText(pair.key);
         const keyOffset = (pair.key as YamlNode | null)?.range?.[0] ?? node.range?.[0] ?? 0;
         if (k === undefined) {
+          // The value would carry the key stringified ("[ a, b ]"): validating it would only add noise.
+          fatal = true;
           at(keyOffset, path, "expected a plain key (a name), got a complex key");
           continue;
         }
@@ -306,11 +309,72 @@ function structuralErrors(doc: Document, file: string, lc: LineCounter, bomShift
     if (isSeq(node)) node.items.forEach((item, i) => walk(item, [...path, i]));
   };
   walk(doc.contents, []);
-  return errors;
+  return { errors, fatal };
 }
 
-function yamlErrorToConfigError(e: YAMLError, file: string, lc: LineCounter, bomShift: number, kind: string): ConfigError {
-  return { file, ...position(lc, e.pos[0], bomShift), field: "", message: `${kind}: ${e.message}` };
+interface Containing {
+  path: PathSegment[];
+  /** Start of the innermost quoted scalar or flow collection around the offset, if it starts before it. */
+  openedAt: number | undefined;
+  openedPath: PathSegment[];
+}
+
+/**
+ * Where a syntax error sits in the document: the field around it and, for an
+ * unclosed quote or bracket (which the parser notices only where the text
+ * runs out), where that construct was opened, which is where the fix goes.
+ */
+function containing(doc: Document, offset: number): Containing {
+  const out: Containing = { path: [], openedAt: undefined, openedPath: [] };
+  let depth = -1;
+  const visitNode = (node: unknown, path: PathSegment[]): void => {
+    const range = (node as YamlNode | null)?.range;
+    if (range === undefined || range === null || offset < range[0] || offset > range[2]) return;
+    // Ranges touch at their ends: at equal depth the node that ends at the offset wins over the one starting there.
+    if (path.length > depth) {
+      out.path = path;
+      depth = path.length;
+    }
+    const opens =
+      (isScalar(node) && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE")) ||
+      ((isMap(node) || isSeq(node)) && node.flow === true);
+    if (opens && range[0] < offset) {
+      out.openedAt = range[0];
+      out.openedPath = path;
+    }
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const k = keyText(pair.key);
+        const p = k === undefined ? path : [...path, k];
+        visitNode(pair.key, p);
+        visitNode(pair.value, p);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => visitNode(item, [...path, i]));
+    }
+  };
+  visitNode(doc.contents, []);
+  return out;
+}
+
+function syntaxError(doc: Document, e: YAMLError, file: string, lc: LineCounter, bomShift: number): ConfigError {
+  if (e.code === "MULTIPLE_DOCS") {
+    // The library's wording points at its own API; ops need to know what to remove.
+    return { file, ...position(lc, e.pos[0], bomShift), field: "", message: "YAML syntax error: expected one document, got a second one after a --- line" };
+  }
+  const around = containing(doc, e.pos[0]);
+  if (around.openedAt !== undefined) {
+    const field = around.openedPath.length === 0 ? "" : formatField(around.openedPath);
+    const noticed = position(lc, e.pos[0], bomShift);
+    return {
+      file,
+      ...position(lc, around.openedAt, bomShift),
+      field,
+      message: `YAML syntax error: ${e.message} (opened here, noticed at line ${noticed.line}, column ${noticed.column})`,
+    };
+  }
+  const field = around.path.length === 0 ? "" : formatField(around.path);
+  return { file, ...position(lc, e.pos[0], bomShift), field, message: `YAML syntax error: ${e.message}` };
 }
 
 // ---------------------------------------------------------------------------
@@ -324,22 +388,31 @@ export function parseYamlText<T>(text: string, file: string, schema: z.ZodType<T
   // A UTF-8 byte order mark is not content; offsets are shifted back so column numbers match an editor's.
   const bomShift = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false, logLevel: "error" });
 
   if (doc.errors.length > 0) {
-    const errors = doc.errors.map((e) => yamlErrorToConfigError(e, file, lc, bomShift, "YAML syntax error"));
+    const errors = doc.errors.map((e) => syntaxError(doc, e, file, lc, bomShift));
     return { ok: false, errors: errors.sort(byPosition) };
   }
-  const errors: ConfigError[] = doc.warnings.map((w) => yamlErrorToConfigError(w, file, lc, bomShift, "YAML warning treated as an error"));
+  // Warnings (an unknown tag, a collection used as a key) mean the file does not say what its author thinks.
+  const errors: ConfigError[] = doc.warnings.map((w) => {
+    const around = containing(doc, w.pos[0]);
+    const field = around.path.length === 0 ? "" : formatField(around.path);
+    return { file, ...position(lc, w.pos[0], bomShift), field, message: `YAML: ${w.message}` };
+  });
   // Structural errors do not stop validation: the value is still well defined (the last duplicate wins), and ops fix everything in one pass.
-  errors.push(...structuralErrors(doc, file, lc, bomShift));
+  const structural = structuralErrors(doc, file, lc, bomShift);
+  errors.push(...structural.errors);
+  if (structural.fatal) return { ok: false, errors: errors.sort(byPosition) };
 
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (e) {
-    // The YAML library throws for resource limits (alias expansion) rather than reporting them.
-    return { ok: false, errors: [{ file, line: 1, column: 1, field: "", message: `YAML error: ${(e as Error).message}` }] };
+    // The YAML library throws for resource limits (alias expansion) and bad aliases rather than reporting them;
+    // a bad alias is already among the structural errors, with its position.
+    if (errors.length === 0) errors.push({ file, line: 1, column: 1, field: "", message: `YAML error: ${(e as Error).message}` });
+    return { ok: false, errors: errors.sort(byPosition) };
   }
 
   const parsed = schema.safeParse(data, { reportInput: true, error: defaultErrorMap });

@@ -1,10 +1,11 @@
-import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { accessSync, constants as fsConstants, readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
 import { parseUri, uriParam } from "../sip/uri.js";
 import { expecting, showValue } from "./messages.js";
 import { resolveFrom, shippedRulesDir } from "./paths.js";
+import { checkTlsPem, type TlsFiles } from "./tls.js";
 
 /**
  * The edge config (`proxy-rules/edge.yaml`, documented field by field in
@@ -144,7 +145,8 @@ const DEFAULT_TARGETS = [
 ] as const;
 
 function tlsSchema(baseDir: string) {
-  return z.strictObject({
+  return z
+    .strictObject({
     cert: existingFile(baseDir),
     key: existingFile(baseDir),
     /** CAs trusted for peers; the system store when absent. */
@@ -154,7 +156,22 @@ function tlsSchema(baseDir: string) {
     verifyPeer: z.boolean({ error: expecting("true or false") }).default(true),
     /** Ask TLS/WSS clients for a certificate and refuse those without a valid one. */
     requireClientCert: z.boolean({ error: expecting("true or false") }).default(false),
-  });
+  })
+    .superRefine((t, ctx) => {
+      let pem: TlsFiles;
+      try {
+        pem = {
+          cert: readFileSync(t.cert, "utf8"),
+          key: readFileSync(t.key, "utf8"),
+          ca: t.ca === undefined ? undefined : readFileSync(t.ca, "utf8"),
+        };
+      } catch (e) {
+        // Readable a moment ago (checked per field); a file that vanished in between is reported on the section.
+        ctx.addIssue({ code: "custom", input: t, message: `cannot read the TLS files (${(e as NodeJS.ErrnoException).code ?? String(e)})` });
+        return;
+      }
+      for (const p of checkTlsPem(pem)) ctx.addIssue({ code: "custom", path: [p.field], input: t[p.field], message: p.message });
+    });
 }
 
 const limitsSchema = z
