@@ -262,7 +262,12 @@ const healthSchema = z.strictObject({
   upAfter: intIn(1, 100).default(2),
   /** Which probe responses prove a target alive (DESIGN.md §2.2). */
   alive: z
-    .union([z.enum(["default", "strict"]), z.array(finalStatus, { error: expecting("a list of status codes") }).min(1)])
+    .union([
+      z.enum(["default", "strict"]),
+      z
+        .array(finalStatus, { error: expecting("a list of status codes") })
+        .min(1, { error: "expected at least one status code, got an empty list" }),
+    ])
     .default("default"),
   /** A TCP/TLS probe connection is closed after this many probe timeouts in a row. */
   closeStreamAfterTimeouts: intIn(1, 100).default(3),
