@@ -122,8 +122,14 @@ export interface SippOptions {
   oocScenario?: string;
   /** -buff_size: socket buffers; load runs need ~4 MiB on loopback. */
   buffSize?: number;
-  /** -trace_rtt: keep every response time (ms) for percentiles. */
+  /** -trace_rtt: keep response times (ms, SIPp's resolution) for percentiles. */
   traceRtt?: boolean;
+  /**
+   * -rtt_freq: SIPp writes response times in batches of this many calls and
+   * drops the last partial batch; 1 (the default) keeps them all, a load run
+   * uses a larger batch to spare SIPp a write per call.
+   */
+  rttFreq?: number;
   /** -trace_logs: keep <log> lines (phone-register.xml logs the Path it got). */
   traceLogs?: boolean;
   /** -trace_msg: every message to a file (debugging only: slow). */
@@ -438,8 +444,7 @@ function buildArgs(o: SippOptions, port: number, controlPort: number, mediaPort:
   if (o.injectionFile !== undefined) args.push("-inf", o.injectionFile);
   if (o.oocScenario !== undefined) args.push("-oocsf", scenarioPath(o.oocScenario));
   if (o.buffSize !== undefined) args.push("-buff_size", String(o.buffSize));
-  // SIPp writes response times in batches of rtt_freq; 1 keeps the last calls too.
-  if (o.traceRtt === true) args.push("-trace_rtt", "-rtt_freq", "1");
+  if (o.traceRtt === true) args.push("-trace_rtt", "-rtt_freq", String(o.rttFreq ?? 1));
   if (o.traceLogs === true) args.push("-trace_logs");
   if (o.traceMessages === true) args.push("-trace_msg");
   if (o.extraArgs !== undefined) args.push(...o.extraArgs);

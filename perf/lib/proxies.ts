@@ -1,0 +1,122 @@
+/**
+ * The proxies a load run can put between the SIPp phones and the SIPp PBXs:
+ * none (phones talk to the Main PBX directly: the baseline), Kamailio with
+ * perf/kamailio/kamailio.cfg, or sip-edge from dist/.
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, isBound } from "../../test/helpers/sipp.js";
+import { startChild } from "./child.js";
+import type { Child } from "./child.js";
+import { repoRoot } from "./paths.js";
+
+export type ProxyKind = "none" | "kamailio" | "edge";
+
+export interface Pbxs {
+  main: number;
+  standby: number;
+}
+
+export interface ProxyUnderTest {
+  kind: ProxyKind;
+  /** Where the phones send. */
+  host: string;
+  port: number;
+  /** The root of the process tree whose CPU and memory are measured; none for the baseline. */
+  child: Child | undefined;
+  stop(): Promise<void>;
+}
+
+const HOST = "127.0.0.1";
+
+async function waitListening(child: Child, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(isBound("udp", HOST, port) && isBound("tcp", HOST, port))) {
+    if (child.exited) throw new Error(`${child.name} exited before listening on ${port}:\n${child.output.slice(-4000)}`);
+    if (Date.now() > deadline) {
+      await child.stop();
+      throw new Error(`${child.name} not listening on UDP+TCP ${port} after ${timeoutMs} ms:\n${child.output.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export function findKamailio(): string | undefined {
+  const r = spawnSync("sh", ["-c", "PATH=$PATH:/usr/sbin:/usr/local/sbin command -v kamailio"], { encoding: "utf8" });
+  const p = r.status === 0 ? r.stdout.trim() : "";
+  return p === "" ? undefined : p;
+}
+
+/**
+ * Kamailio in the foreground (-DD: the main process stays our child and its
+ * workers are its children, so the whole tree is measured), logging to
+ * stderr (-E), with the memory settings a stateful load needs.
+ */
+export async function startKamailio(pbxs: Pbxs, workDir: string): Promise<ProxyUnderTest> {
+  const bin = findKamailio();
+  if (bin === undefined) throw new Error("kamailio is not installed (Debian package kamailio)");
+  const port = await freePort(HOST);
+  const template = readFileSync(join(repoRoot(), "perf", "kamailio", "dispatcher.list.template"), "utf8");
+  const list = join(workDir, "dispatcher.list");
+  writeFileSync(list, template.replaceAll("MAIN_PORT", String(pbxs.main)).replaceAll("STANDBY_PORT", String(pbxs.standby)));
+  const args = [
+    "-f", join(repoRoot(), "perf", "kamailio", "kamailio.cfg"),
+    "-DD", "-E", "-x", "tlsf", "-m", "1024", "-M", "16",
+    "-Y", workDir,
+    "-A", `SIP_PORT=${port}`,
+    "-A", `DISPATCHER_LIST="${list}"`,
+  ];
+  const child = startChild("kamailio", bin, args, { cwd: workDir });
+  await waitListening(child, port, 20_000);
+  return { kind: "kamailio", host: HOST, port, child, stop: () => child.stop() };
+}
+
+/** The edge config a load run uses; see the assumption stated in perf/load.ts. */
+export function edgeConfigYaml(port: number, pbxs: Pbxs): string {
+  return [
+    "# Written by perf/lib/proxies.ts for one load run.",
+    "log: { level: warn }",
+    "listen:",
+    `  - { transport: udp, address: ${HOST}, port: ${port} }`,
+    `  - { transport: tcp, address: ${HOST}, port: ${port} }`,
+    "targets:",
+    `  - { name: main, uri: "sip:${HOST}:${pbxs.main}", priority: 1 }`,
+    `  - { name: standby, uri: "sip:${HOST}:${pbxs.standby}", priority: 2 }`,
+    // An inline key: nothing is written next to the config.
+    `flowToken: { key: "${randomBytes(32).toString("hex")}" }`,
+    `admin: { address: ${HOST}, port: 0 }`,
+    // Probe as often as Kamailio's dispatcher does in perf/kamailio/kamailio.cfg.
+    "health: { intervalSeconds: 2, intervalDownSeconds: 2 }",
+    "",
+  ].join("\n");
+}
+
+export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined): Promise<ProxyUnderTest> {
+  const cli = join(repoRoot(), "dist", "src", "cli.js");
+  if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
+  const port = await freePort(HOST);
+  const config = join(workDir, "edge.yaml");
+  writeFileSync(config, edgeConfigYaml(port, pbxs));
+  const args = [cli, "start", "--config", config];
+  if (workers !== undefined) args.push("--workers", String(workers));
+  const child = startChild("sip-edge", process.execPath, args, { cwd: workDir });
+  await waitListening(child, port, 20_000);
+  return { kind: "edge", host: HOST, port, child, stop: () => child.stop() };
+}
+
+export function noProxy(pbxs: Pbxs): ProxyUnderTest {
+  return { kind: "none", host: HOST, port: pbxs.main, child: undefined, stop: async () => undefined };
+}
+
+export async function startProxy(kind: ProxyKind, pbxs: Pbxs, workDir: string, edgeWorkers: number | undefined): Promise<ProxyUnderTest> {
+  switch (kind) {
+    case "none":
+      return noProxy(pbxs);
+    case "kamailio":
+      return startKamailio(pbxs, workDir);
+    case "edge":
+      return startEdge(pbxs, workDir, edgeWorkers);
+  }
+}

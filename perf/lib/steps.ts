@@ -1,0 +1,121 @@
+/**
+ * One load step: SIPp phones at a fixed rate for a bounded number of calls
+ * (or REGISTERs) through the proxy under test, with the proxy's CPU and
+ * memory read from /proc around it and response times from SIPp.
+ */
+import { percentile, startSipp } from "../../test/helpers/sipp.js";
+import type { SippProcess, SippTransport } from "../../test/helpers/sipp.js";
+import { memorySampler, sampleTree } from "./proc.js";
+import type { ProxyKind, ProxyUnderTest } from "./proxies.js";
+
+export type StepKind = "call" | "register";
+
+export interface StepResult {
+  proxy: ProxyKind;
+  kind: StepKind;
+  targetRate: number;
+  attempted: number;
+  successful: number;
+  failed: number;
+  /** Successful calls (or REGISTERs) per second over SIPp's run. */
+  achievedRate: number;
+  /** CPU µs of the proxy's process tree per successful call or REGISTER; undefined without a proxy. */
+  cpuUsPerOp: number | undefined;
+  /** Proxy CPU seconds over the step divided by the step's wall time (1 = one core busy). */
+  cpuCores: number | undefined;
+  /** Largest sum of PSS over the proxy's processes seen during the step, MiB. */
+  pssMiB: number | undefined;
+  /** Largest peak RSS (VmHWM) of any one proxy process so far, MiB. */
+  hwmMiB: number | undefined;
+  /** Response time 1 (INVITE to 200, or REGISTER to 200) percentiles, ms (SIPp's resolution is 1 ms). */
+  p50Ms: number;
+  p99Ms: number;
+  retransmissions: number;
+  unexpected: number;
+  sippExitCode: number | null;
+}
+
+export interface StepOptions {
+  kind: StepKind;
+  rate: number;
+  /** Calls are rate * stepSeconds, so a step lasts about that long when the rate is met. */
+  stepSeconds: number;
+  transport: SippTransport;
+  workDir: string;
+  /** Also started phones are recorded here so an interrupted run can stop them. */
+  started: SippProcess[];
+}
+
+/** The socket buffers a load run needs: SIPp's default 64 KiB drops datagrams on loopback. */
+export const LOAD_BUFF_SIZE = 4 * 1024 * 1024;
+
+const MIB = 1024 * 1024;
+
+export function stepTimeoutS(stepSeconds: number): number {
+  return stepSeconds * 3 + 30;
+}
+
+export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<StepResult> {
+  const calls = Math.max(1, Math.round(o.rate * o.stepSeconds));
+  const root = proxy.child?.pid;
+  const cpu0 = root === undefined ? undefined : sampleTree(root, false).cpuS;
+  const mem = root === undefined ? undefined : memorySampler(root);
+  const t0 = process.hrtime.bigint();
+  const phone = await startSipp({
+    scenario: o.kind === "call" ? "phone-call.xml" : "phone-register.xml",
+    remote: { host: proxy.host, port: proxy.port },
+    transport: o.transport,
+    calls,
+    rate: o.rate,
+    // Bounds the calls in flight if the proxy falls behind: the achieved
+    // rate drops instead of SIPp piling up calls without end.
+    concurrentLimit: Math.max(100, o.rate * 3),
+    timeoutS: stepTimeoutS(o.stepSeconds),
+    buffSize: LOAD_BUFF_SIZE,
+    traceRtt: true,
+    rttFreq: 200,
+    workDir: o.workDir,
+  });
+  o.started.push(phone);
+  const r = await phone.result();
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu1 = root === undefined ? undefined : sampleTree(root, false).cpuS;
+  const m = mem?.stop();
+  const cpuS = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0;
+  const rtt = [...r.rttMs].sort((a, b) => a - b);
+  return {
+    proxy: proxy.kind,
+    kind: o.kind,
+    targetRate: o.rate,
+    attempted: r.outgoing,
+    successful: r.successful,
+    failed: r.failed,
+    achievedRate: r.elapsedS > 0 ? r.successful / r.elapsedS : 0,
+    cpuUsPerOp: cpuS === undefined || r.successful === 0 ? undefined : (cpuS * 1e6) / r.successful,
+    cpuCores: cpuS === undefined ? undefined : cpuS / wallS,
+    pssMiB: m === undefined ? undefined : m.maxPssBytes / MIB,
+    hwmMiB: m === undefined ? undefined : m.hwmBytes / MIB,
+    p50Ms: percentile(rtt, 50),
+    p99Ms: percentile(rtt, 99),
+    retransmissions: r.retransmissions,
+    unexpected: r.unexpected,
+    sippExitCode: r.exitCode,
+  };
+}
+
+/**
+ * A short unmeasured run of calls and REGISTERs until one passes with no
+ * failure: the proxy has seen its targets answer probes, and a JIT has
+ * compiled its hot path, before the first measured step. Bounded attempts.
+ */
+export async function warmUp(proxy: ProxyUnderTest, o: Omit<StepOptions, "kind" | "rate" | "stepSeconds">, attempts = 10): Promise<void> {
+  let last: StepResult | undefined;
+  for (let i = 0; i < attempts; i++) {
+    const call = await runStep(proxy, { ...o, kind: "call", rate: 200, stepSeconds: 2 });
+    const reg = await runStep(proxy, { ...o, kind: "register", rate: 200, stepSeconds: 2 });
+    if (call.failed === 0 && reg.failed === 0 && call.successful > 0 && reg.successful > 0) return;
+    last = call.failed > 0 ? call : reg;
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  throw new Error(`${proxy.kind}: warm-up still failing after ${attempts} attempts (${last?.failed} failed of ${last?.attempted} ${last?.kind}s)`);
+}

@@ -1,0 +1,103 @@
+/**
+ * SIPp load ladder through one proxy (a benchmark, not a test).
+ *
+ *   npm run build && node dist/perf/load.js [--proxy edge|kamailio|none]
+ *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
+ *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
+ *
+ * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
+ * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
+ * then phone-register.xml), rate × step-seconds calls per step, loopback only.
+ * Per step it prints the achieved rate, failed calls, the proxy's CPU µs per
+ * call or REGISTER (utime+stime of its whole process tree from /proc), its
+ * memory (largest PSS sum sampled, and peak RSS), and SIPp's response time
+ * p50/p99. Every process it starts is stopped by PID; a watchdog ends the
+ * run if a step hangs.
+ *
+ * --proxy none sends the phones straight to the Main PBX: the baseline of
+ * what SIPp and the machine do without a proxy.
+ *
+ * Assumption for --proxy edge: `dist/src/cli.js start --config FILE [--workers N]`
+ * runs sip-edge with the YAML config of proxy-rules/edge.yaml's shape; this
+ * script writes one (perf/lib/proxies.ts edgeConfigYaml: log level warn, UDP
+ * and TCP listeners on 127.0.0.1 at a free port, targets main and standby at
+ * the SIPp PBX ports, an inline flow-token key, admin on an ephemeral
+ * loopback port, 2 s probe interval) and waits until both listeners are bound.
+ */
+import { writeFileSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { startProxy } from "./lib/proxies.js";
+import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
+import { parseRates, STEP_HEADER, stepRow, streamTable } from "./lib/report.js";
+import { machineInfo, startRun } from "./lib/run.js";
+import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
+import type { StepResult } from "./lib/steps.js";
+import type { SippTransport } from "../test/helpers/sipp.js";
+
+function rates(v: string): number[] {
+  try {
+    return parseRates(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
+  return n;
+}
+
+interface Options {
+  proxy: ProxyKind;
+  rates: number[];
+  registers: number[];
+  stepSeconds: number;
+  transport: SippTransport;
+  edgeWorkers?: number;
+  json?: string;
+}
+
+async function main(): Promise<void> {
+  const o = new Command()
+    .name("load")
+    .description("SIPp load ladder through one proxy; see the header of perf/load.ts")
+    .addOption(new Option("--proxy <kind>", "proxy under test").choices(["edge", "kamailio", "none"]).default("edge"))
+    .option("--rates <list>", "call rates (calls/s), comma separated", rates, [500, 1000, 2000, 4000])
+    .option("--registers <list>", "REGISTER rates (/s), comma separated", rates, [2000, 5000, 10000])
+    .option("--step-seconds <n>", "length of each step at its target rate", positiveInt, 10)
+    .addOption(new Option("--transport <t>", "phone transport").choices(["udp", "tcp"]).default("udp"))
+    .option("--edge-workers <n>", "sip-edge --workers", positiveInt)
+    .option("--json <file>", "also write the results as JSON")
+    .parse()
+    .opts<Options>();
+
+  const steps = o.rates.length + o.registers.length;
+  const boundS = 120 + (steps + 20) * stepTimeoutS(o.stepSeconds);
+  const run = await startRun(boundS);
+  const results: StepResult[] = [];
+  let proxy: ProxyUnderTest | undefined;
+  try {
+    proxy = await startProxy(o.proxy, run.pbxs, run.workDir, o.edgeWorkers);
+    const base = { transport: o.transport, workDir: run.workDir, started: run.started };
+    await warmUp(proxy, base);
+    console.log(`# SIPp load: proxy ${o.proxy}, ${o.transport}, ${o.stepSeconds} s steps\n# ${machineInfo()}\n`);
+    const out = streamTable(STEP_HEADER);
+    console.log(out.head);
+    const ladder = [...o.rates.map((rate) => ({ kind: "call" as const, rate })), ...o.registers.map((rate) => ({ kind: "register" as const, rate }))];
+    for (const s of ladder) {
+      const r = await runStep(proxy, { ...base, kind: s.kind, rate: s.rate, stepSeconds: o.stepSeconds });
+      results.push(r);
+      console.log(out.row(stepRow(r)));
+    }
+  } finally {
+    await proxy?.stop();
+    await run.finish();
+  }
+  if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});
