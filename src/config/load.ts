@@ -205,7 +205,8 @@ function flatten(issue: Issue, prefix: PathSegment[], out: FlatIssue[]): void {
     }
     const wanted = issue.errors
       .map((branch) => (branch[0] === undefined ? undefined : expectationOf(branch[0])))
-      .filter((w): w is string => w !== undefined);
+      .filter((w): w is string => w !== undefined)
+      .filter((w, i, all) => all.indexOf(w) === i);
     const message = wanted.length > 0 ? describeMismatch(wanted.join(" or "), issue.input) : `invalid value ${showValue(issue.input)}`;
     out.push({ path, message, atKey: false });
     return;

@@ -204,3 +204,10 @@ t.test("schema-level refinements with a path are located at that path", async (t
   const plain = z.strictObject({ n: z.number().refine((n) => n % 2 === 0) });
   t.same(messages(parseYamlText("n: 3\n", "r.yaml", plain)), ["r.yaml:1:4: n: invalid value 3"]);
 });
+
+t.test("a union of mappings reports the errors of the form that came closest", async (t) => {
+  const action = z.union([z.strictObject({ route: z.string() }), z.strictObject({ reject: z.number().int(), reason: z.string().optional() })]);
+  const s = z.strictObject({ action });
+  t.same(messages(parseYamlText("action: { reject: '403' }\n", "r.yaml", s)), ['r.yaml:1:19: action.reject: expected a number, got "403"']);
+  t.same(messages(parseYamlText("action: drop\n", "r.yaml", s)), ['r.yaml:1:9: action: expected a mapping, got "drop"']);
+});
