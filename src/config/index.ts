@@ -32,7 +32,8 @@ function deepFreeze<T>(v: T): T {
 }
 
 function frozen(r: LoadResult<EdgeConfig>): LoadResult<EdgeConfig> {
-  return r.ok ? { ok: true, value: deepFreeze(r.value), hash: r.hash } : r;
+  if (r.ok) deepFreeze(r.value);
+  return r;
 }
 
 /**

@@ -35,7 +35,18 @@ export interface ConfigError {
 }
 
 export type LoadResult<T> =
-  | { ok: true; value: T; /** sha256 (hex) of the file's text. */ hash: string }
+  | {
+      ok: true;
+      value: T;
+      /** sha256 (hex) of the file's text. */
+      hash: string;
+      /**
+       * An error located at a field of this file, for checks made after
+       * loading (a reference to another file, a compile step), so they read
+       * exactly like the schema's own errors.
+       */
+      errorAt: (path: readonly (string | number)[], message: string) => ConfigError;
+    }
   | { ok: false; errors: ConfigError[] };
 
 /** Aliases expanded when building the value: bounds a "billion laughs" file. */
@@ -418,7 +429,14 @@ export function parseYamlText<T>(text: string, file: string, schema: z.ZodType<T
 
   const parsed = schema.safeParse(data, { reportInput: true, error: defaultErrorMap });
   if (parsed.success) {
-    return errors.length === 0 ? { ok: true, value: parsed.data, hash } : { ok: false, errors: errors.sort(byPosition) };
+    if (errors.length > 0) return { ok: false, errors: errors.sort(byPosition) };
+    const errorAt = (path: readonly (string | number)[], message: string): ConfigError => ({
+      file,
+      ...position(lc, offsetFor(doc, path, false), bomShift),
+      field: formatField(path),
+      message,
+    });
+    return { ok: true, value: parsed.data, hash, errorAt };
   }
   if (doc.contents === null) {
     // Nothing but comments or blank lines: one clear message instead of "got null" at a position that means nothing.

@@ -125,11 +125,8 @@ t.test("all the mistakes of one file are reported together, in file order", asyn
 t.test("a minimal file gets every default", async (t) => {
   const file = fixture("minimal.yaml");
   const r = loadConfig(file);
-  t.same(r, {
-    ok: true,
-    value: defaults(join(process.cwd(), fixtures)),
-    hash: createHash("sha256").update(readFileSync(file)).digest("hex"),
-  });
+  t.same(ok(r), defaults(join(process.cwd(), fixtures)));
+  t.equal(r.ok && r.hash, createHash("sha256").update(readFileSync(file)).digest("hex"));
 });
 
 t.test("the shipped proxy-rules/edge.yaml loads, states the defaults, and is found from src/ or dist/", async (t) => {

@@ -24,11 +24,25 @@ function messages<T>(r: LoadResult<T>): string[] {
 t.test("a valid file gives the value and the sha256 of its text", async (t) => {
   const text = "name: pbx\nport: 5060\n";
   const r = parseYamlText(text, "rules.yaml", schema);
-  t.same(r, {
+  t.match(r, {
     ok: true,
     value: { name: "pbx", port: 5060, mode: "fast", tags: [] },
     hash: createHash("sha256").update(text).digest("hex"),
   });
+});
+
+t.test("a loaded file can still locate errors found after loading (cross-file references, compile steps)", async (t) => {
+  const r = parseYamlText("name: pbx\nport: 5060\ntags:\n  - a\n  - b\n", "rules.yaml", schema);
+  if (!r.ok) throw new Error("expected a valid file");
+  t.same(r.errorAt(["tags", 1], 'expected a known tag, got "b"'), {
+    file: "rules.yaml",
+    line: 5,
+    column: 5,
+    field: "tags[1]",
+    message: 'expected a known tag, got "b"',
+  });
+  t.equal(formatConfigError(r.errorAt(["nested", "depth"], "m")), "rules.yaml:1:1: nested.depth: m", "an absent field falls back to the enclosing mapping");
+  t.equal(formatConfigError(r.errorAt([], "m")), "rules.yaml:1:1: (root): m");
 });
 
 t.test("YAML syntax errors are reported at the construct to fix, with the field around it", async (t) => {
@@ -125,7 +139,7 @@ t.test("the document itself of the wrong kind, or empty", async (t) => {
 
 t.test("aliases: a missing anchor is located; an alias bomb is refused, not expanded", async (t) => {
   t.same(messages(parseYamlText("name: *who\nport: 1\n", "r.yaml", schema)), ["r.yaml:1:7: name: alias *who refers to no anchor defined before it"]);
-  t.same(parseYamlText("name: &n pbx\nport: 1\ntags: [*n, *n]\n", "r.yaml", schema), {
+  t.match(parseYamlText("name: &n pbx\nport: 1\ntags: [*n, *n]\n", "r.yaml", schema), {
     ok: true,
     value: { name: "pbx", port: 1, mode: "fast", tags: ["pbx", "pbx"] },
     hash: createHash("sha256").update("name: &n pbx\nport: 1\ntags: [*n, *n]\n").digest("hex"),
