@@ -1,0 +1,105 @@
+/**
+ * Compiled string tests for rule conditions: exact (any of a list), prefix
+ * (any of a list) or a regular expression. Exact and prefix tests never run
+ * a regex; case folding is ASCII-only (hosts, tokens, header names are
+ * ASCII in SIP, RFC 3261 §25.1) and allocates nothing.
+ */
+
+export type StringTestKind = "exact" | "prefix" | "regex";
+
+export interface StringTest {
+  readonly kind: StringTestKind;
+  /** Exact/prefix values; lower-cased when `ignoreCase`. */
+  readonly values: readonly string[];
+  /** Exact values as a set, for long lists. */
+  readonly set: ReadonlySet<string> | undefined;
+  readonly regex: RegExp | undefined;
+  readonly ignoreCase: boolean;
+  /** How the test reads in explain output: `exact "1001"`, `prefix "+49"`, `regex /^9\d+$/i`. */
+  readonly text: string;
+}
+
+/**
+ * Regexes come from ops and values from the network: only the start of a
+ * value is searched, which bounds the work one request can cause.
+ */
+export const MAX_MATCHED_LENGTH = 512;
+
+/** Above this many exact values a Set lookup beats a scan. */
+const SET_THRESHOLD = 8;
+
+export function lowerAscii(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.toLowerCase();
+  }
+  return s;
+}
+
+function equalsFolded(value: string, lower: string): boolean {
+  if (value.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let c = value.charCodeAt(i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function startsWithFolded(value: string, lower: string): boolean {
+  if (value.length < lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let c = value.charCodeAt(i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function quoteList(values: readonly string[]): string {
+  return values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
+}
+
+/** Compiles a test; the regex source must already have been checked (the schema does it). */
+export function compileStringTest(
+  kind: StringTestKind,
+  values: readonly string[],
+  ignoreCase: boolean,
+): StringTest {
+  if (kind === "regex") {
+    const source = values[0] ?? "";
+    const regex = new RegExp(source, ignoreCase ? "i" : "");
+    return Object.freeze({ kind, values: Object.freeze([source]), set: undefined, regex, ignoreCase, text: `regex ${String(regex)}` });
+  }
+  const stored = Object.freeze(values.map((v) => (ignoreCase ? lowerAscii(v) : v)));
+  const set = kind === "exact" && stored.length > SET_THRESHOLD ? new Set(stored) : undefined;
+  const fold = ignoreCase ? " (any case)" : "";
+  return Object.freeze({ kind, values: stored, set, regex: undefined, ignoreCase, text: `${kind} ${quoteList(values)}${fold}` });
+}
+
+export function testString(t: StringTest, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  switch (t.kind) {
+    case "exact": {
+      if (t.set !== undefined) return t.set.has(t.ignoreCase ? lowerAscii(value) : value);
+      const vs = t.values;
+      if (t.ignoreCase) {
+        for (let i = 0; i < vs.length; i++) if (equalsFolded(value, vs[i]!)) return true;
+      } else {
+        for (let i = 0; i < vs.length; i++) if (value === vs[i]) return true;
+      }
+      return false;
+    }
+    case "prefix": {
+      const vs = t.values;
+      if (t.ignoreCase) {
+        for (let i = 0; i < vs.length; i++) if (startsWithFolded(value, vs[i]!)) return true;
+      } else {
+        for (let i = 0; i < vs.length; i++) if (value.startsWith(vs[i]!)) return true;
+      }
+      return false;
+    }
+    case "regex":
+      return t.regex!.test(value.length > MAX_MATCHED_LENGTH ? value.slice(0, MAX_MATCHED_LENGTH) : value);
+  }
+}
