@@ -51,21 +51,29 @@ export type LoadResult<T> =
 
 /** Aliases expanded when building the value: bounds a "billion laughs" file. */
 const MAX_ALIAS_COUNT = 100;
+/** No config needs deeper nesting; the bound keeps every later recursion (ours, zod's) shallow. */
+const MAX_DEPTH = 64;
+/** Errors reported per file: the first ones in file order, then a count, so a pathological file cannot flood the log. */
+export const MAX_REPORTED_ERRORS = 50;
+/** Segments of a field path shown at each end of a very deep path. */
+const FIELD_ENDS = 6;
 
 type PathSegment = string | number;
 type Issue = z.core.$ZodIssue;
 
 /** `listen[1].port`, `targets[0]["odd key"]`; `(root)` for the document itself. */
 export function formatField(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else {
-      const s = String(seg);
-      out += /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s) ? (out === "" ? s : `.${s}`) : `[${JSON.stringify(s)}]`;
-    }
-  }
-  return out === "" ? "(root)" : out;
+  const segment = (seg: PropertyKey, first: boolean): string => {
+    if (typeof seg === "number") return `[${seg}]`;
+    const s = String(seg);
+    if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) return `[${JSON.stringify(s)}]`;
+    return first ? s : `.${s}`;
+  };
+  const join = (segs: readonly PropertyKey[], atStart: boolean): string => segs.map((seg, i) => segment(seg, atStart && i === 0)).join("");
+  if (path.length === 0) return "(root)";
+  if (path.length <= 2 * FIELD_ENDS + 1) return join(path, true);
+  const hidden = path.length - 2 * FIELD_ENDS;
+  return `${join(path.slice(0, FIELD_ENDS), true)}...(${hidden} levels)...${join(path.slice(-FIELD_ENDS), false)}`;
 }
 
 /** `file:line:column: field: message`; position and field are left out when they do not apply. */
@@ -291,6 +299,12 @@ function structuralErrors(doc: Document, file: string, lc: LineCounter, bomShift
     errors.push({ file, ...position(lc, offset, bomShift), field: formatField(path), message });
   };
   const walk = (node: unknown, path: PathSegment[]): void => {
+    if (fatal) return;
+    if (path.length > MAX_DEPTH) {
+      fatal = true;
+      at((node as YamlNode | null)?.range?.[0] ?? 0, path, `expected at most ${MAX_DEPTH} levels of nesting, got more`);
+      return;
+    }
     if (isAlias(node)) {
       if (node.resolve(doc) === undefined) at(node.range?.[0] ?? 0, path, `alias *${node.source} refers to no anchor defined before it`);
       return;
@@ -370,6 +384,8 @@ function containing(doc: Document, offset: number): Containing {
 }
 
 function syntaxError(doc: Document, e: YAMLError, file: string, lc: LineCounter, bomShift: number): ConfigError {
+  // The parser recurses on nesting and reports its own stack overflow as a syntax error.
+  const what = /call stack/i.test(e.message) ? `expected at most ${MAX_DEPTH} levels of nesting, got far more` : e.message;
   if (e.code === "MULTIPLE_DOCS") {
     // The library's wording points at its own API; ops need to know what to remove.
     return { file, ...position(lc, e.pos[0], bomShift), field: "", message: "YAML syntax error: expected one document, got a second one after a --- line" };
@@ -382,11 +398,11 @@ function syntaxError(doc: Document, e: YAMLError, file: string, lc: LineCounter,
       file,
       ...position(lc, around.openedAt, bomShift),
       field,
-      message: `YAML syntax error: ${e.message} (opened here, noticed at line ${noticed.line}, column ${noticed.column})`,
+      message: `YAML syntax error: ${what} (opened here, noticed at line ${noticed.line}, column ${noticed.column})`,
     };
   }
   const field = around.path.length === 0 ? "" : formatField(around.path);
-  return { file, ...position(lc, e.pos[0], bomShift), field, message: `YAML syntax error: ${e.message}` };
+  return { file, ...position(lc, e.pos[0], bomShift), field, message: `YAML syntax error: ${what}` };
 }
 
 // ---------------------------------------------------------------------------
@@ -400,22 +416,32 @@ export function parseYamlText<T>(text: string, file: string, schema: z.ZodType<T
   // A UTF-8 byte order mark is not content; offsets are shifted back so column numbers match an editor's.
   const bomShift = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false, logLevel: "error" });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false, logLevel: "error" });
+  } catch (e) {
+    // The parser recurses on nesting; a file nested deeper than its stack is still only a bad file.
+    return { ok: false, errors: [{ file, line: 1, column: 1, field: "", message: `YAML error: ${(e as Error).message}` }] };
+  }
 
   if (doc.errors.length > 0) {
-    const errors = doc.errors.map((e) => syntaxError(doc, e, file, lc, bomShift));
-    return { ok: false, errors: errors.sort(byPosition) };
+    // Only the first errors are located: each location walks the document.
+    const first = [...doc.errors].sort((a, b) => a.pos[0] - b.pos[0]).slice(0, MAX_REPORTED_ERRORS + 1);
+    const located = first.map((e) => syntaxError(doc, e, file, lc, bomShift));
+    return { ok: false, errors: capped(located, doc.errors.length) };
   }
   // Warnings (an unknown tag, a collection used as a key) mean the file does not say what its author thinks.
-  const errors: ConfigError[] = doc.warnings.map((w) => {
+  const errors: ConfigError[] = doc.warnings.slice(0, MAX_REPORTED_ERRORS + 1).map((w) => {
     const around = containing(doc, w.pos[0]);
     const field = around.path.length === 0 ? "" : formatField(around.path);
     return { file, ...position(lc, w.pos[0], bomShift), field, message: `YAML: ${w.message}` };
   });
+  let total = doc.warnings.length;
   // Structural errors do not stop validation: the value is still well defined (the last duplicate wins), and ops fix everything in one pass.
   const structural = structuralErrors(doc, file, lc, bomShift);
   errors.push(...structural.errors);
-  if (structural.fatal) return { ok: false, errors: errors.sort(byPosition) };
+  total += structural.errors.length;
+  if (structural.fatal) return { ok: false, errors: capped(errors, total) };
 
   let data: unknown;
   try {
@@ -424,12 +450,12 @@ export function parseYamlText<T>(text: string, file: string, schema: z.ZodType<T
     // The YAML library throws for resource limits (alias expansion) and bad aliases rather than reporting them;
     // a bad alias is already among the structural errors, with its position.
     if (errors.length === 0) errors.push({ file, line: 1, column: 1, field: "", message: `YAML error: ${(e as Error).message}` });
-    return { ok: false, errors: errors.sort(byPosition) };
+    return { ok: false, errors: capped(errors, Math.max(total, errors.length)) };
   }
 
   const parsed = schema.safeParse(data, { reportInput: true, error: defaultErrorMap });
   if (parsed.success) {
-    if (errors.length > 0) return { ok: false, errors: errors.sort(byPosition) };
+    if (errors.length > 0) return { ok: false, errors: capped(errors, total) };
     const errorAt = (path: readonly (string | number)[], message: string): ConfigError => ({
       file,
       ...position(lc, offsetFor(doc, path, false), bomShift),
@@ -447,10 +473,29 @@ export function parseYamlText<T>(text: string, file: string, schema: z.ZodType<T
 
   const flat: FlatIssue[] = [];
   for (const issue of parsed.error.issues) flatten(issue, [], flat);
-  for (const f of flat) {
-    errors.push({ file, ...position(lc, offsetFor(doc, f.path, f.atKey), bomShift), field: formatField(f.path), message: f.message });
+  // Locate everything (cheap), but format only what will be shown.
+  const located = flat.map((f) => ({ f, offset: offsetFor(doc, f.path, f.atKey) })).sort((a, b) => a.offset - b.offset);
+  for (const { f, offset } of located.slice(0, MAX_REPORTED_ERRORS + 1)) {
+    errors.push({ file, ...position(lc, offset, bomShift), field: formatField(f.path), message: f.message });
   }
-  return { ok: false, errors: errors.sort(byPosition) };
+  return { ok: false, errors: capped(errors, total + flat.length) };
+}
+
+/** Sorts, keeps the first MAX_REPORTED_ERRORS, and says how many more there were. */
+function capped(errors: ConfigError[], total: number): ConfigError[] {
+  const sorted = errors.sort(byPosition);
+  const all = Math.max(total, sorted.length);
+  if (all <= MAX_REPORTED_ERRORS) return sorted;
+  const shown = sorted.slice(0, MAX_REPORTED_ERRORS);
+  const next = sorted[MAX_REPORTED_ERRORS];
+  shown.push({
+    file: next?.file ?? shown[0]?.file ?? "",
+    line: next?.line ?? 0,
+    column: next?.column ?? 0,
+    field: "",
+    message: `${all - MAX_REPORTED_ERRORS} more errors not shown (fix these first)`,
+  });
+  return shown;
 }
 
 /** Reads and validates a YAML file; an unreadable file is a ConfigError at line 0. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
 import { z } from "zod";
-import { formatConfigError, formatField, loadYamlFile, parseYamlText, type LoadResult } from "../../src/config/load.js";
+import { formatConfigError, formatField, loadYamlFile, MAX_REPORTED_ERRORS, parseYamlText, type LoadResult } from "../../src/config/load.js";
 import { describeMismatch, expecting, showValue, unknownFieldMessage } from "../../src/config/messages.js";
 
 /** A small schema standing in for a rules file: the loader is generic. */
@@ -224,4 +224,23 @@ t.test("a union of mappings reports the errors of the form that came closest", a
   const s = z.strictObject({ action });
   t.same(messages(parseYamlText("action: { reject: '403' }\n", "r.yaml", s)), ['r.yaml:1:19: action.reject: expected a number, got "403"']);
   t.same(messages(parseYamlText("action: drop\n", "r.yaml", s)), ['r.yaml:1:9: action: expected a mapping, got "drop"']);
+});
+
+t.test("pathological files are refused with a bounded report, never a crash", async (t) => {
+  const loose = z.record(z.string(), z.unknown());
+  const deep = `a: ${"[".repeat(70)}${"]".repeat(70)}\n`;
+  t.same(messages(parseYamlText(deep, "r.yaml", loose)), [
+    "r.yaml:1:68: a[0][0][0][0][0]...(53 levels)...[0][0][0][0][0][0]: expected at most 64 levels of nesting, got more",
+  ]);
+  const abyss = parseYamlText(`a: ${"[".repeat(100_000)}${"]".repeat(100_000)}\n`, "r.yaml", loose);
+  t.equal(abyss.ok, false);
+  t.match(messages(abyss)[0], /^r\.yaml:1:\d+: a\[0\].*: YAML syntax error: expected at most 64 levels of nesting, got far more/);
+
+  const many = ["name: a", "port: 1", ...Array.from({ length: 200 }, (_, i) => `extra${i}: 1`)].join("\n");
+  const r = messages(parseYamlText(`${many}\n`, "r.yaml", schema));
+  t.equal(r.length, MAX_REPORTED_ERRORS + 1);
+  t.equal(r[0], "r.yaml:3:1: extra0: unknown field; expected one of: name, port, mode, tags, nested, either");
+  t.equal(r[MAX_REPORTED_ERRORS], "r.yaml:53:1: 150 more errors not shown (fix these first)");
+  const unclosed = messages(parseYamlText(`a: ${"[".repeat(100_000)}\n`, "r.yaml", loose));
+  t.ok(unclosed.length <= MAX_REPORTED_ERRORS + 1);
 });
