@@ -21,7 +21,7 @@ export type TransportName = (typeof TRANSPORTS)[number];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Status codes the callee answers (RFC 3261 §16.7 keeps them for the caller): never a reason to try another target. */
+/** The callee's own answers: they go back to the caller and never send a request to another target (DESIGN.md §2.1). */
 const CALLEE_ANSWERS: ReadonlySet<number> = new Set([404, 486, 600, 603]);
 
 // ---------------------------------------------------------------------------
@@ -53,6 +53,8 @@ const nonEmptyPath = z.string({ error: expecting("a file path") }).min(1, { erro
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
+export const MIN_FLOW_KEY_BYTES = 32;
+
 /**
  * A flow-token key given inline: hex (even length, hex digits only) or
  * base64/base64url, at least 32 bytes once decoded. Hex is tried first, so
@@ -65,8 +67,6 @@ export function decodeFlowKey(text: string): Buffer | undefined {
   else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(s) && s.replace(/=+$/, "").length % 4 !== 1) buf = Buffer.from(s, "base64");
   return buf !== undefined && buf.length >= MIN_FLOW_KEY_BYTES ? buf : undefined;
 }
-
-export const MIN_FLOW_KEY_BYTES = 32;
 
 function readableFile(p: string): string | undefined {
   try {
