@@ -171,7 +171,13 @@ const stringMatchObject = z
   });
 
 /** `"1001"` (exact), `["1001", "1002"]` (any of), or `{ exact | prefix | regex, ignoreCase }`. */
-const stringMatch = z.union([text, z.array(text).min(1), stringMatchObject]);
+const stringMatch = z.union([text, z.array(text).min(1), stringMatchObject], {
+  // A bare number is the usual slip (`user: +4930`); say how to fix it. Other inputs get the loader's wording.
+  error: (iss) =>
+    typeof iss.input === "number" || typeof iss.input === "boolean"
+      ? `expected a string (put numbers in quotes), a list or a mapping, got ${showValue(iss.input)}`
+      : undefined,
+});
 export type StringMatchSpec = z.infer<typeof stringMatch>;
 
 const uriMatch = z
@@ -234,12 +240,8 @@ const userRewrite = z.union([
       const groups = captureGroups(r.regex);
       const wanted = maxGroupRef(r.replace);
       if (wanted > groups) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["replace"],
-          input: r.replace,
-          message: `expected references to at most $${groups} (the regex has ${groups} group${groups === 1 ? "" : "s"}), got ${showValue(r.replace)}`,
-        });
+        const allowed = groups === 0 ? "no $n references (the regex has no groups)" : `references up to $${groups} (the regex has ${groups} group${groups === 1 ? "" : "s"})`;
+        ctx.addIssue({ code: "custom", path: ["replace"], input: r.replace, message: `expected ${allowed}, got ${showValue(r.replace)}` });
       }
     }),
 ]);
