@@ -179,7 +179,17 @@ export class Edge {
       failover: o.failover,
       limits: o.parseLimits,
       observer,
+      isDown: (t) => {
+        const st = health.get(t.name)?.status;
+        return st === "down" || st === "disabled";
+      },
     });
+    for (const h of health.values()) {
+      h.onTransition((tr) => {
+        // Only a dead target: one merely draining may still answer its calls.
+        if (tr.to === "down" || tr.to === "disabled") proxy.targetDown(tr.target);
+      });
+    }
     const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, monitor, prober, makeRouter);
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);

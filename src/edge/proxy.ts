@@ -12,7 +12,7 @@ import type { EdgeIdentity } from "./identity.js";
 import { buildLocalResponse } from "./local-response.js";
 import { defaultPort, familyOf, isStream, transportFromVia, viaTransport, type Endpoint, type Inbound, type Listener, type TransportPort } from "./ports.js";
 import type { Router } from "./router.js";
-import type { RetryState, SoftState, TxnState } from "./soft-state.js";
+import { SoftState, type RetryState, type TxnState } from "./soft-state.js";
 import type { Target, TargetResolver } from "./targets.js";
 
 export interface ProxyDeps {
@@ -30,6 +30,8 @@ export interface ProxyDeps {
   failover?: FailoverOptions;
   /** Passive health signals from real traffic (DESIGN.md §2.2). */
   observer?: ProxyObserver;
+  /** The health view: is this target down (never for a target without health)? */
+  isDown?: (t: Target) => boolean;
   limits?: ParseLimits;
   serverName?: string;
 }
@@ -213,6 +215,7 @@ export class Proxy {
       if (dest === undefined) return this.reply(m, inb, 503, "Next Hop Unresolvable");
     }
     if (dest === undefined && !ruriIsUs && (poppedOurRoute || fromTarget !== undefined)) {
+      // (An in-dialog request to a PBX known to be down is answered below.)
       // After our own Record-Route (an in-dialog request of a dialog we are
       // on) the Request-URI is the remote target (RFC 3261 §16.6 step 6);
       // likewise for a PBX sending to a URI outside the edge (a phone's
@@ -246,7 +249,22 @@ export class Proxy {
     }
 
     const fromPhoneSide = flow === undefined && fromTarget === undefined;
+    if (target === undefined && hasToTag(m) && m.method !== "ACK" && this.d.isDown !== undefined) {
+      // In-dialog towards a PBX the health view says is down: answer now
+      // rather than let the phone retransmit into a black hole for 32 s; a
+      // 408 to BYE ends the dialog for the phone (RFC 3261 §15.1.2).
+      const t = this.targetAt(dest);
+      if (t !== undefined && this.d.isDown(t)) return this.reply(m, inb, 408, "Target Down");
+    }
     this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras);
+  }
+
+  private targetAt(ep: Endpoint): Target | undefined {
+    for (const t of this.d.targets()) {
+      const e = this.d.resolver.endpoint(t);
+      if (e !== undefined && e.address === ep.address && e.port === ep.port) return t;
+    }
+    return undefined;
   }
 
   /**
@@ -337,6 +355,8 @@ export class Proxy {
         }
       }
       this.d.softState.set(m.callId, callerBranch, st);
+      // After set(): replacing the old entry disposes it, and with it its wait.
+      if (st.retry !== undefined) this.d.softState.wait(m.callId, callerBranch, st);
       this.send(m, dest, destFlowId, inb, target, callerBranch);
       if (extras?.fork !== undefined && extras.fork.length > 0) {
         st.forks = this.forwardForks(inb, extras.fork, branch);
@@ -362,9 +382,27 @@ export class Proxy {
   }
 
   /** Stops failover for a transaction: it has an answer from beyond its target. */
-  private settle(st: TxnState): void {
+  private settle(st: TxnState, callId?: string, callerBranch?: string): void {
     if (st.retry?.timer !== undefined) this.d.clock.clearTimer(st.retry.timer);
     delete st.retry;
+    if (callId !== undefined) this.d.softState.unwait(SoftState.key(callId, callerBranch), st);
+  }
+
+  /**
+   * A target went down (health): every transaction still waiting on it with
+   * another candidate left moves on now, even one the target had answered
+   * with 100 Trying before it died.
+   */
+  targetDown(name: string): void {
+    for (const key of this.d.softState.takeWaiting(name)) {
+      const st = this.d.softState.getByKey(key);
+      if (st?.retry === undefined || st.target?.name !== name) continue;
+      const nl = key.indexOf("\n");
+      const callId = key.slice(0, nl);
+      const branch = key.slice(nl + 1);
+      this.d.counters.inc("failover.target-down");
+      this.nextAttempt(callId, branch === "" ? undefined : branch, "target-down");
+    }
   }
 
   /**
@@ -377,7 +415,7 @@ export class Proxy {
     if (st === undefined || retry === undefined) return "none";
     const next = retry.rest[0];
     if (next === undefined) {
-      this.settle(st);
+      this.settle(st, callId, callerBranch);
       this.answerOriginal(retry, why === "timeout" ? 408 : 503);
       return "exhausted";
     }
@@ -520,12 +558,12 @@ export class Proxy {
     const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);
     if (status < 200 || !retryable) {
       // Ringing or a real answer from beyond the target: never retried.
-      this.settle(st);
+      this.settle(st, m.callId, callerBranch);
       return true;
     }
     if (retry.rest.length === 0) {
       // Nothing left to try: the caller gets this final response.
-      this.settle(st);
+      this.settle(st, m.callId, callerBranch);
       return true;
     }
     if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
@@ -585,14 +623,12 @@ export class Proxy {
     return false;
   }
 
+  /**
+   * Address and port: a PBX sends from its SIP port, or over the connection
+   * we opened to it; several peers may share one address.
+   */
   private targetFromSource(source: Endpoint): Target | undefined {
-    for (const t of this.d.targets()) {
-      const ep = this.d.resolver.endpoint(t);
-      // Address and port: a PBX sends from its SIP port, or over the
-      // connection we opened to it; several peers may share one address.
-      if (ep !== undefined && ep.address === source.address && ep.port === source.port) return t;
-    }
-    return undefined;
+    return this.targetAt(source);
   }
 
   private endpointOfUri(u: SipUri): Endpoint | undefined {

@@ -60,8 +60,45 @@ export interface SoftStateOptions {
 export class SoftState {
   private readonly txns: LRUCache<string, TxnState>;
 
+  /**
+   * Transactions that may still fail over, by the target they wait on, so a
+   * target that goes down can hand them to the next one at once (a PBX that
+   * sent 100 Trying and then died would otherwise hold the call forever).
+   */
+  private readonly pending = new Map<string, Set<string>>();
+
   constructor(opts: SoftStateOptions) {
-    this.txns = new LRUCache<string, TxnState>({ max: opts.maxEntries, ttl: opts.ttlMs, ttlAutopurge: false });
+    this.txns = new LRUCache<string, TxnState>({
+      max: opts.maxEntries,
+      ttl: opts.ttlMs,
+      ttlAutopurge: false,
+      // An evicted transaction is forgotten everywhere (no leak in `pending`).
+      dispose: (v, k) => this.unwait(k, v),
+    });
+  }
+
+  /** Records that the transaction waits on `st.target` with failover possible. */
+  wait(callId: string, branch: string | undefined, st: TxnState): void {
+    if (st.target === undefined) return;
+    let set = this.pending.get(st.target.name);
+    if (set === undefined) this.pending.set(st.target.name, (set = new Set()));
+    set.add(SoftState.key(callId, branch));
+  }
+
+  unwait(key: string, st: TxnState): void {
+    if (st.target !== undefined) this.pending.get(st.target.name)?.delete(key);
+  }
+
+  /** Keys of transactions waiting on a target, removed from the index. */
+  takeWaiting(target: string): string[] {
+    const set = this.pending.get(target);
+    if (set === undefined) return [];
+    this.pending.delete(target);
+    return [...set];
+  }
+
+  getByKey(key: string): TxnState | undefined {
+    return this.txns.get(key);
   }
 
   static key(callId: string, branch: string | undefined): string {

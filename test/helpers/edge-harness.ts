@@ -52,7 +52,7 @@ export const TCP: Listener = { id: "tcp0", transport: "tcp", address: "192.0.2.1
 
 export const KEY = Buffer.alloc(32, 7);
 
-export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver } = {}) {
+export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver; isDown?: (t: Target) => boolean } = {}) {
   const clock = new FakeClock();
   const transport = new RecordingTransport([UDP, TCP]);
   const targets = opts.targets ?? [
@@ -75,6 +75,7 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
     logger: silentLogger,
     clock,
     ...(opts.observer === undefined ? {} : { observer: opts.observer }),
+    ...(opts.isDown === undefined ? {} : { isDown: opts.isDown }),
   });
   const deliver = (text: string, source: Endpoint, listener: Listener = source.transport === "udp" ? UDP : TCP, flowId?: string): void => {
     const inb: Inbound = { data: Buffer.from(text, "latin1"), source, listener, ...(flowId === undefined ? {} : { flowId }) };

@@ -210,3 +210,22 @@ t.test("regression: the caller's retransmissions do not push the failover timer 
   e.clock.advance(500);
   t.same(e.transport.take().dest, STANDBY, "failover 1 s after the first send");
 });
+
+t.test("a target that sent 100 Trying and then went down hands its pending INVITE to the next one", async (t) => {
+  const e = setup();
+  e.deliver(INVITE, PHONE);
+  const first = e.transport.take();
+  e.deliver(response("100 Trying", first.data), MAIN);
+  t.same(e.transport.take().dest, PHONE);
+  e.clock.advance(10_000);
+  t.equal(e.transport.sent.length, 0, "no timeout after 100");
+  e.proxy.targetDown("main");
+  const second = e.transport.take();
+  t.same(second.dest, STANDBY);
+  t.equal(branchOf(second.data), `${branchOf(first.data)}.1`);
+  e.proxy.targetDown("main");
+  t.equal(e.transport.sent.length, 0, "only once");
+  e.deliver(response("180 Ringing", second.data), STANDBY);
+  e.proxy.targetDown("standby");
+  t.equal(e.transport.sent.length, 1, "a transaction with a provisional from beyond its target never moves");
+});

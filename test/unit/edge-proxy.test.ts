@@ -355,3 +355,24 @@ t.test("regression: the caller's in-dialog request is not sent back to it by its
   t.same(s.dest, { transport: "udp", address: "10.0.0.2", port: 5080 }, "follows the Request-URI to the PBX of the dialog (Standby here), not the router");
   t.notMatch(s.data, /\r\nRoute:/);
 });
+
+t.test("an in-dialog request towards a PBX that is down gets 408 at once; ACK is never answered", async (t) => {
+  const e = makeEdge({ isDown: (tg) => tg.name === "main" });
+  const token = e.flowTokens.encode({ transport: "udp", address: PHONE.address, port: PHONE.port, flowId: "", contactHostport: "" });
+  const inDialog = (method: string) =>
+    sip([
+      `${method} sip:pbx@10.0.0.1:5070 SIP/2.0`,
+      `Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bK${method}`,
+      "Max-Forwards: 70",
+      `Route: <sip:${token}@192.0.2.1:5060;lr>`,
+      "From: <sip:1001@edge.example.com>;tag=aa1",
+      "To: <sip:2001@edge.example.com>;tag=bb2",
+      "Call-ID: call-down",
+      `CSeq: 2 ${method}`,
+      "Content-Length: 0",
+    ]);
+  e.deliver(inDialog("BYE"), PHONE);
+  t.match(e.transport.take(), { dest: PHONE, data: /^SIP\/2\.0 408 Target Down\r\n/ });
+  e.deliver(inDialog("ACK"), PHONE);
+  t.same(e.transport.take().dest, MAIN, "ACK is forwarded (never answered)");
+});

@@ -1,0 +1,153 @@
+/**
+ * Failover with real SIP peers (issue: health, failover/failback): SIPp
+ * phones call through the edge at a steady rate while the Main SIPp PBX is
+ * killed and later restarted. Timings are shortened in the test config.
+ * Waits are on events (edge state, process exits), bounded generously;
+ * nothing asserts wall-clock speed: the longest call setup is recorded only.
+ */
+import t from "tap";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run, type Running } from "../../src/main.js";
+import { silentLogger } from "../../src/util/logger.js";
+import { portOf } from "../helpers/edge-live.js";
+import { findSipp, pbxCallInjection, startSipp, type SippProcess } from "../helpers/sipp.js";
+import { waitFor } from "../helpers/wait.js";
+
+const HOST = "127.0.0.1";
+const TIMEOUT_S = 120;
+const LONG = { timeoutMs: 60_000 };
+
+function writeConfig(dir: string, mainPort: number, standbyPort: number, register: "follow-active" | "dual"): string {
+  writeFileSync(
+    join(dir, "devices.yaml"),
+    ["classes:", "  - name: default", '    toBackup: "1-2"', '    toMain: "1-2"', `    register: ${register}`, ""].join("\n"),
+  );
+  writeFileSync(
+    join(dir, "edge.yaml"),
+    [
+      "log: { level: silent }",
+      "listen:",
+      "  - { transport: udp, address: 127.0.0.1, port: 0 }",
+      "targets:",
+      `  - { name: main, uri: "sip:${HOST}:${mainPort}", acceptsPath: true }`,
+      `  - { name: standby, uri: "sip:${HOST}:${standbyPort}", acceptsPath: true }`,
+      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 300, downAfter: 2, upAfter: 2 }",
+      "policy: { holdDownSeconds: 2, failbackStableSeconds: 3, graceSeconds: 5, deviceTable: devices.yaml }",
+      "failover: { requestTimeoutMs: 500 }",
+      "",
+    ].join("\n"),
+  );
+  return join(dir, "edge.yaml");
+}
+
+const sipp = findSipp();
+if (sipp === undefined) {
+  t.skip("failover interop: sipp is not installed (Debian package sip-tester)", () => undefined);
+} else {
+  t.test("Main killed under steady calls: zero failed calls, new calls on the Standby, calm failback", async (t) => {
+    const started: SippProcess[] = [];
+    let running: Running | undefined;
+    const dir = mkdtempSync(join(tmpdir(), "edge-failover-"));
+    t.teardown(async () => {
+      for (const p of started) {
+        await p.stop().catch(() => undefined);
+        p.cleanup();
+      }
+      await running?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const track = (p: SippProcess): SippProcess => {
+      started.push(p);
+      return p;
+    };
+    const main = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+    const standby = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+    running = await run(writeConfig(dir, main.port, standby.port, "follow-active"), { logger: silentLogger });
+    const edge = running.edge;
+    const status = () => edge.status();
+    await waitFor(() => status().health["main"]?.status === "up" && status().health["standby"]?.status === "up", LONG);
+
+    const phones = track(
+      await startSipp({ scenario: "phone-call.xml", remote: { host: HOST, port: portOf(edge, "udp") }, transport: "udp", calls: 500, rate: 20, timeoutS: TIMEOUT_S, traceRtt: true }),
+    );
+    await waitFor(() => edge.counters.get("tx.request.INVITE") >= 40, LONG);
+    t.comment("stage: killing main");
+    main.kill("SIGKILL");
+    await waitFor(() => status().health["main"]?.status === "down", LONG);
+    t.comment("stage: main down");
+    // Hold-down plus the class delays: every device is homed on the Standby.
+    await waitFor(() => status().policy?.classes.find((c) => c.name === "default")?.home === "standby", LONG);
+    const invitesAtSwitch = edge.counters.get("tx.request.INVITE");
+    t.comment("stage: homed on standby");
+
+    // Main comes back on the same port.
+    const main2 = track(await startSipp({ scenario: "pbx.xml", transport: "udp", localPort: main.port, timeoutS: TIMEOUT_S }));
+    await waitFor(() => status().health["main"]?.status === "up", LONG);
+    t.comment("stage: main up again");
+    t.equal(status().policy?.classes.find((c) => c.name === "default")?.home, "standby", "Main up again, but nobody moves before the failback stability delay");
+    await waitFor(() => status().policy?.classes.find((c) => c.name === "default")?.home === "main", LONG);
+    t.ok(edge.counters.get("tx.request.INVITE") > invitesAtSwitch, "calls kept flowing through the switch");
+
+    t.comment("stage: failed back");
+    const r = await phones.result();
+    t.equal(r.failed, 0, "zero failed calls", { errors: r.errors.slice(0, 4000) });
+    t.equal(r.successful, 500, "every call completed");
+    const longest = Math.max(...r.rttMs);
+    t.comment(`longest call setup during the run: ${longest} ms (per-request timeout 500 ms); median ${[...r.rttMs].sort((a, b) => a - b)[Math.floor(r.rttMs.length / 2)]} ms`);
+    const s2 = await standby.stop();
+    const m2 = await main2.stop();
+    t.ok(s2.successful > 0, `the Standby carried calls (${s2.successful})`);
+    t.ok(m2.successful > 0, `calls returned to Main after failback (${m2.successful})`);
+    t.ok((edge.counters.snapshot()["failover.retry.timeout"] ?? 0) + (edge.counters.snapshot()["failover.retry.transport-error"] ?? 0) >= 0, "per-request failover counters present");
+  });
+
+  t.test("dual registration: after Main dies, the Standby reaches the phone at once", async (t) => {
+    const started: SippProcess[] = [];
+    let running: Running | undefined;
+    const dir = mkdtempSync(join(tmpdir(), "edge-dual-"));
+    t.teardown(async () => {
+      for (const p of started) {
+        await p.stop().catch(() => undefined);
+        p.cleanup();
+      }
+      await running?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const track = (p: SippProcess): SippProcess => {
+      started.push(p);
+      return p;
+    };
+    const main = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+    const standby = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+    running = await run(writeConfig(dir, main.port, standby.port, "dual"), { logger: silentLogger });
+    const edge = running.edge;
+    await waitFor(() => edge.status().health["main"]?.status === "up", LONG);
+    const phone = track(
+      await startSipp({
+        scenario: "phone-register.xml",
+        oocScenario: "phone-uas.xml",
+        remote: { host: HOST, port: portOf(edge, "udp") },
+        transport: "udp",
+        calls: 1,
+        pauseMs: 100_000,
+        timeoutS: TIMEOUT_S,
+        traceLogs: true,
+      }),
+    );
+    const path = (await phone.waitForLogLine(/^PATH/)).replace(/^PATH\s*/, "").trim();
+    await waitFor(() => edge.status().dual["default"] !== undefined, LONG);
+    t.match(edge.status().dual["default"], { target: "standby", status: 200, challenged: false }, "the Standby holds a binding too");
+
+    main.kill("SIGKILL");
+    // No re-registration: the Standby calls the phone through the edge right away.
+    const inf = pbxCallInjection([{ requestUri: `sip:phone1@${HOST}:${phone.port}`, path }], join(dir, "calls.csv"));
+    const caller = track(
+      await startSipp({ scenario: "pbx-call.xml", remote: { host: HOST, port: portOf(edge, "udp") }, transport: "udp", injectionFile: inf, calls: 3, rate: 10, timeoutS: TIMEOUT_S }),
+    );
+    const r = await caller.result();
+    t.equal(r.failed, 0, "calls from the Standby to the phone succeed", { errors: r.errors.slice(0, 4000) });
+    t.equal(r.successful, 3);
+  });
+}
