@@ -53,6 +53,8 @@ export interface RulesStatus {
   readonly rules: number;
   readonly lastError: RulesLoadError | undefined;
   readonly reloads: { readonly ok: number; readonly failed: number; readonly unchanged: number };
+  /** Whether the files are watched, and how many change events were seen (each restarts the debounce). */
+  readonly watch: { readonly active: boolean; readonly events: number };
 }
 
 export type OpenResult = { ok: true; store: RulesStore } | { ok: false; errors: ConfigError[]; messages: string[] };
@@ -68,7 +70,9 @@ export class RulesStore {
   private table: RulesTable;
   private lastErr: RulesLoadError | undefined;
   private readonly counts = { ok: 0, failed: 0, unchanged: 0 };
-  private watchers: FSWatcher[] = [];
+  private readonly watchers = new Map<string, FSWatcher>();
+  private watching = false;
+  private watchEvents = 0;
   private debounce: TimerHandle | undefined;
   private closed = false;
 
@@ -125,6 +129,7 @@ export class RulesStore {
    * changed, so the same rules may now be wrong, or compile differently).
    */
   reload(reason = "request", force = false): ReloadResult {
+    if (this.watching && !this.closed) this.refreshWatch();
     const old = this.table;
     const r = RulesStore.build(this.o, old.version + 1, force ? undefined : old.hash);
     if (!r.ok) {
@@ -156,32 +161,44 @@ export class RulesStore {
    * Reloads after the files change. Directories are watched rather than
    * files: editors save by writing a new file and renaming it over the old
    * one, which ends a watch on the old file. Events are debounced on the
-   * injected clock, so a burst of writes is one reload.
+   * injected clock, so a burst of writes is one reload. A `rules.d/` created
+   * later is noticed in its parent and watched from the next reload on.
    */
   watch(): void {
-    if (this.closed || this.watchers.length > 0) return;
+    if (this.closed || this.watching) return;
+    this.watching = true;
+    this.refreshWatch();
+  }
+
+  /** Directories to watch now, each with the names in it that matter (undefined: every *.yaml). */
+  private watchTargets(): Map<string, Set<string> | undefined> {
     const files = this.o.files();
-    const dirs = new Map<string, Set<string>>();
+    const dirs = new Map<string, Set<string> | undefined>();
+    const first = files[0];
+    const sub = first === undefined ? undefined : join(dirname(first), RULES_DIR);
+    if (sub !== undefined) dirs.set(sub, undefined);
     for (const f of files) {
       const d = dirname(f);
-      if (!dirs.has(d)) dirs.set(d, new Set());
+      if (d === sub) continue;
+      if (!dirs.has(d)) dirs.set(d, new Set(sub !== undefined && dirname(sub) === d ? [RULES_DIR] : []));
       dirs.get(d)!.add(basename(f));
     }
-    // rules.d/ is watched even when empty, so a first file dropped into it is seen.
-    const first = files[0];
-    if (first !== undefined) {
-      const sub = join(dirname(first), RULES_DIR);
-      if (!dirs.has(sub)) dirs.set(sub, new Set());
-    }
-    for (const [dir, names] of dirs) {
-      const isRulesD = basename(dir) === RULES_DIR;
+    return dirs;
+  }
+
+  private refreshWatch(): void {
+    for (const [dir, names] of this.watchTargets()) {
+      if (this.watchers.has(dir)) continue;
       try {
         const w = watch(dir, { persistent: false }, (_event, filename) => {
           const name = filename === null ? undefined : filename.toString();
-          if (name === undefined || names.has(name) || (isRulesD && /\.ya?ml$/i.test(name))) this.schedule();
+          if (name === undefined || (names === undefined ? /\.ya?ml$/i.test(name) : names.has(name))) {
+            this.watchEvents++;
+            this.schedule();
+          }
         });
         w.on("error", (e) => this.o.logger.warn({ dir, error: e.message }, "rules watch failed; reload by request still works"));
-        this.watchers.push(w);
+        this.watchers.set(dir, w);
       } catch (e) {
         // A missing rules.d/ is normal; anything else is worth a line.
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.o.logger.warn({ dir, error: (e as Error).message }, "cannot watch rules directory");
@@ -213,13 +230,14 @@ export class RulesStore {
       rules: t.rules.length,
       lastError: this.lastErr,
       reloads: { ...this.counts },
+      watch: { active: this.watchers.size > 0, events: this.watchEvents },
     });
   }
 
   close(): void {
     this.closed = true;
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
     if (this.debounce !== undefined) this.o.clock.clearTimer(this.debounce);
     this.debounce = undefined;
   }
