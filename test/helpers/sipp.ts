@@ -28,7 +28,7 @@ export const SIPP_EXIT = {
   internalCommand: 97,
   /** Normal exit without any call processed. */
   noCalls: 99,
-  /** -1: fatal error, -2: fatal error binding a socket (as seen by a parent: 255, 254). */
+  /** -1: fatal error, also the global -timeout with -timeout_error; -2: fatal error binding a socket (as a parent sees them: 255, 254). */
   fatal: 255,
   fatalBind: 254,
 } as const;
@@ -114,8 +114,18 @@ export interface SippOptions {
   concurrentLimit?: number;
   /** -d: what <pause/> without a length waits, in ms. */
   pauseMs?: number;
-  /** -timeout in seconds: SIPp ends by itself after this, whatever happens. */
+  /**
+   * -timeout in seconds, with -timeout_error: SIPp exits (code 255) after
+   * this whatever happens. Without -timeout_error SIPp only stops starting
+   * calls and waits for the ones in progress, which can be forever (a call
+   * that got a 100 and no final answer waits in <recv> with no end).
+   */
   timeoutS: number;
+  /**
+   * -recv_timeout: a call waiting longer than this for an expected message
+   * fails instead of waiting on. Default 32,000 ms (RFC 3261 Timer B).
+   */
+  recvTimeoutMs?: number;
   /** -inf: injection file (absolute path). */
   injectionFile?: string;
   /** -oocsf: scenario for out-of-call requests (a file name in test/sipp/ or a path). */
@@ -251,6 +261,21 @@ export function isBound(transport: SippTransport, host: string, port: number): b
   return false;
 }
 
+/** SIPp processes of this Node process still running, killed by PID if it exits first. */
+const liveSipp = new Set<SippProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // A test that fails or times out must not leave SIPp running on its own
+  // (children outlive their parent); -timeout_error bounds the cases where
+  // this process is killed before it can run the hook.
+  process.once("exit", () => {
+    for (const p of liveSipp) p.kill("SIGKILL");
+  });
+}
+
 export class SippProcess {
   readonly pid: number;
   private stdoutBuf = "";
@@ -279,9 +304,12 @@ export class SippProcess {
     this.exitPromise = new Promise((res) => {
       child.once("close", (code, signal) => {
         this.exitInfo = { code, signal };
+        liveSipp.delete(this);
         res(this.exitInfo);
       });
     });
+    installExitHook();
+    liveSipp.add(this);
   }
 
   get exited(): boolean {
@@ -434,7 +462,7 @@ function buildArgs(o: SippOptions, port: number, controlPort: number, mediaPort:
   args.push("-sf", scenarioPath(o.scenario));
   args.push("-t", (o.transport ?? "udp") === "udp" ? "u1" : "t1");
   args.push("-i", localIp, "-p", String(port), "-cp", String(controlPort), "-mp", String(mediaPort));
-  args.push("-nostdin", "-timeout", `${o.timeoutS}s`);
+  args.push("-nostdin", "-timeout", `${o.timeoutS}s`, "-timeout_error", "-recv_timeout", String(o.recvTimeoutMs ?? 32_000));
   // Statistics every second; the last line is the final one written at exit.
   args.push("-trace_stat", "-stf", statFile, "-fd", "1", "-trace_err");
   if (o.calls !== undefined) args.push("-m", String(o.calls));
