@@ -34,7 +34,8 @@ export function rewriteRequestUri(uri: SipUri, rw: Rewrite): UriRewriteResult {
     for (const p of uri.params) text += p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`;
     if (uri.headers !== undefined) text += `?${uri.headers}`;
   } else if (uri.scheme === "tel") {
-    if (rw.host !== undefined || rw.port !== undefined) return { ok: false, reason: "a tel: Request-URI has no host or port to rewrite" };
+    // Removing a port a tel: URI cannot have is no change; setting a host or port is impossible.
+    if (rw.host !== undefined || typeof rw.port === "number") return { ok: false, reason: "a tel: Request-URI has no host or port to rewrite" };
     text = `tel:${user ?? ""}`;
     for (const p of uri.params) text += p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`;
   } else {

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { expecting, showValue } from "../config/messages.js";
 import { canonicalName } from "../sip/headers.js";
@@ -139,6 +140,7 @@ const methodName = z.string({ error: expecting("a SIP method name") }).check((ct
 const transport = z.enum(RULE_TRANSPORTS, { error: expecting(`one of ${RULE_TRANSPORTS.join(", ")}`) });
 
 const hostText = z.string({ error: expecting("a host name or IP address") }).check((ctx) => {
+  if (isIP(ctx.value) !== 0) return;
   const r = parseUri(`sip:${ctx.value}`);
   if (!r.ok || r.uri.port !== undefined || r.uri.params.length > 0 || r.uri.user !== undefined) {
     ctx.issues.push({ code: "custom", input: ctx.value, message: `expected a host name or IP address, got ${showValue(ctx.value)}` });

@@ -1,6 +1,7 @@
 import t from "tap";
 import { parseNetwork, readAddress, inNetwork, type AddressWords } from "../../src/rules/address.js";
 import { decide } from "../../src/rules/decide.js";
+import { messageInput } from "../../src/rules/input.js";
 import { match } from "../../src/rules/match.js";
 import { compileStringTest, testString } from "../../src/rules/string-match.js";
 import type { Decision } from "../../src/rules/types.js";
@@ -139,6 +140,14 @@ t.test("rules × messages → matched rule, action, targets", async (t) => {
     t.equal(match(tbl, input(m, via)).name, rule, `${label}: rule`);
     t.equal(short(decide(tbl, input(m, via), ALL_UP)), outcome, `${label}: decision`);
   }
+});
+
+t.test("messageInput wraps a parsed message and its socket", async (t) => {
+  const inp = messageInput(request({ headers: ["User-Agent: X"] }), { address: "192.0.2.1", port: 5071 }, "tcp", 5061);
+  t.same([inp.method, inp.sourceAddress, inp.sourcePort, inp.transport, inp.localPort, inp.requestUri?.user], ["INVITE", "192.0.2.1", 5071, "tcp", 5061, "1001"]);
+  t.equal(inp.header("user-agent"), "X");
+  t.equal(inp.header("x-none"), undefined);
+  t.equal(match(tbl, inp).name, "trunk", "192.0.2.1 is a telco source");
 });
 
 t.test("health decides the members; nothing usable is a 503", async (t) => {
