@@ -15,6 +15,7 @@ import {
   type StringMatchSpec,
 } from "./schema.js";
 import { compileStringTest, type StringTest } from "./string-match.js";
+import { buildUserIndex } from "./user-index.js";
 import {
   C_CARRIER,
   C_FROM_HOST,
@@ -66,6 +67,15 @@ export interface CompileInfo {
 }
 
 export const TRANSPORT_BITS: Readonly<Record<string, number>> = Object.freeze({ udp: 1, tcp: 2, tls: 4, ws: 8, wss: 16 });
+
+/**
+ * One bit per method a SIP edge sees every day (RFC 3261 and its common
+ * extensions), so a method condition is one AND per rule instead of a set
+ * lookup; an extension method falls back to the set.
+ */
+export const METHOD_BITS: ReadonlyMap<string, number> = new Map(
+  ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"].map((m, i) => [m, 1 << i]),
+);
 
 /** RFC 3261 §21 reason phrases for the codes a rule is likely to reject with. */
 const REASONS: Readonly<Record<number, string>> = Object.freeze({
@@ -170,7 +180,9 @@ function conditionsOf(m: MatchSpec | undefined, carriers: ReadonlyMap<string, Ca
   const out: Condition[] = [];
   if (m.method !== undefined) {
     const methods = listOf(m.method);
-    out.push({ kind: C_METHOD, methods: new Set(methods), text: `method ${methods.join(" or ")}` });
+    let mask = 0;
+    for (const m of methods) mask |= METHOD_BITS.get(m) ?? 0;
+    out.push({ kind: C_METHOD, mask, methods: new Set(methods), text: `method ${methods.join(" or ")}` });
   }
   if (m.transport !== undefined) {
     const ts = listOf(m.transport);
@@ -373,5 +385,6 @@ export function compileTable(files: readonly ValidatedFile[], info: CompileInfo)
     groups,
     carriers,
     carrierOfTarget,
+    userIndex: buildUserIndex(rules),
   });
 }

@@ -1,8 +1,9 @@
 import { parseNameAddr } from "../sip/nameaddr.js";
 import { unescape } from "../sip/uri.js";
 import { inNetwork, readAddress, type AddressWords, type Network } from "./address.js";
-import { TRANSPORT_BITS } from "./compile.js";
+import { METHOD_BITS, TRANSPORT_BITS } from "./compile.js";
 import { testString } from "./string-match.js";
+import { markCandidates, type UserIndex } from "./user-index.js";
 import {
   C_CARRIER,
   C_FROM_HOST,
@@ -38,6 +39,8 @@ const F_RURI = 2;
 const F_FROM = 4;
 const F_TO = 8;
 const F_UA = 16;
+const F_METHOD = 32;
+const F_CANDIDATES = 64;
 
 /** What has been derived from one request so far. */
 export class Facts {
@@ -53,6 +56,11 @@ export class Facts {
   toUser: string | undefined;
   toHost: string | undefined;
   userAgent: string | undefined;
+  /** METHOD_BITS of the request's method; 0 for an extension method. */
+  methodBit = 0;
+  /** Rules whose indexed user test holds are marked with the current stamp. */
+  private marks = new Int32Array(0);
+  private stamp = 0;
 
   reset(input: MatchInput | undefined): void {
     this.input = input;
@@ -61,6 +69,32 @@ export class Facts {
 
   private in(): MatchInput {
     return this.input!;
+  }
+
+  method(): number {
+    if ((this.known & F_METHOD) === 0) {
+      this.known |= F_METHOD;
+      this.methodBit = METHOD_BITS.get(this.in().method) ?? 0;
+    }
+    return this.methodBit;
+  }
+
+  /** Does rule `i`'s indexed Request-URI user test hold? */
+  isCandidate(index: UserIndex, i: number): boolean {
+    if ((this.known & F_CANDIDATES) === 0) {
+      this.known |= F_CANDIDATES;
+      if (this.marks.length < index.ruleCount) {
+        this.marks = new Int32Array(index.ruleCount);
+        this.stamp = 0;
+      }
+      if (this.stamp === 0x7fffffff) {
+        this.marks.fill(0);
+        this.stamp = 0;
+      }
+      this.stamp++;
+      markCandidates(index, this.requestUriUser(), this.marks, this.stamp);
+    }
+    return this.marks[i] === this.stamp;
   }
 
   source(): 0 | 4 | 6 {
@@ -153,8 +187,10 @@ function inAny(f: Facts, networks: readonly Network[]): number {
 export function holds(c: Condition, f: Facts): boolean {
   const input = f.input!;
   switch (c.kind) {
-    case C_METHOD:
-      return c.methods.has(input.method);
+    case C_METHOD: {
+      const bit = f.method();
+      return bit !== 0 ? (c.mask & bit) !== 0 : c.methods.has(input.method);
+    }
     case C_TRANSPORT:
       return ((TRANSPORT_BITS[input.transport] ?? 0) & c.mask) !== 0;
     case C_LOCAL_PORT: {
@@ -197,9 +233,22 @@ export function holds(c: Condition, f: Facts): boolean {
 export function matchFacts(table: RulesTable, f: Facts): Rule {
   const rules = table.rules;
   const n = rules.length - 1;
-  outer: for (let i = 0; i < n; i++) {
+  const index = table.userIndex;
+  if (index === undefined) {
+    outer: for (let i = 0; i < n; i++) {
+      const conds = rules[i]!.conditions;
+      for (let j = 0; j < conds.length; j++) if (!holds(conds[j]!, f)) continue outer;
+      return rules[i]!;
+    }
+    return rules[n]!;
+  }
+  const keyOf = index.keyOf;
+  indexed: for (let i = 0; i < n; i++) {
+    // The indexed user test is answered by the index; the rest run as usual.
+    const key = keyOf[i]!;
+    if (key >= 0 && !f.isCandidate(index, i)) continue;
     const conds = rules[i]!.conditions;
-    for (let j = 0; j < conds.length; j++) if (!holds(conds[j]!, f)) continue outer;
+    for (let j = 0; j < conds.length; j++) if (j !== key && !holds(conds[j]!, f)) continue indexed;
     return rules[i]!;
   }
   return rules[n]!;

@@ -3,6 +3,7 @@ import type { Network } from "./address.js";
 import type { BreakerSettings } from "./carrier-breaker.js";
 import type { HashKey, RuleTransport, Strategy } from "./schema.js";
 import type { StringTest } from "./string-match.js";
+import type { UserIndex } from "./user-index.js";
 
 /**
  * The compiled rules table and what the edge hands it. A table is built
@@ -53,7 +54,13 @@ export const C_HEADER_ABSENT = 13;
 export const C_HEADER_VALUE = 14;
 
 export type Condition =
-  | { readonly kind: typeof C_METHOD; readonly methods: ReadonlySet<string>; readonly text: string }
+  | {
+      readonly kind: typeof C_METHOD;
+      /** Bits of the standard methods listed (see METHOD_BITS); extension methods are only in `methods`. */
+      readonly mask: number;
+      readonly methods: ReadonlySet<string>;
+      readonly text: string;
+    }
   | { readonly kind: typeof C_TRANSPORT; readonly mask: number; readonly text: string }
   | { readonly kind: typeof C_LOCAL_PORT; readonly ports: readonly number[]; readonly text: string }
   | { readonly kind: typeof C_SOURCE; readonly networks: readonly Network[]; readonly text: string }
@@ -181,6 +188,8 @@ export interface RulesTable {
   readonly carriers: ReadonlyMap<string, Carrier>;
   /** Owning carrier of each carrier target. */
   readonly carrierOfTarget: ReadonlyMap<string, string>;
+  /** Matching accelerator for Request-URI user tests (user-index.ts); undefined when few rules have one. */
+  readonly userIndex: UserIndex | undefined;
 }
 
 // ---------------------------------------------------------------------------

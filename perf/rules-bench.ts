@@ -1,0 +1,217 @@
+/**
+ * Rules micro-benchmark (issue 5): the cost of matching and deciding one
+ * request against 1, 10, 100 and 1,000 rules, where every rule but the last
+ * fails (the request ends on the default rule, the worst case for
+ * first-match), and the CPU of a whole call through the proxy core when its
+ * router is the rules engine. One core, one process, no sockets.
+ *
+ *   npx tsc -p tsconfig.build.json && node dist/perf/rules-bench.js
+ *
+ * Two rule mixes:
+ *   prefix  every rule is `method INVITE` + a Request-URI user prefix (a dial plan)
+ *   mixed   rules cycle through six kinds: method + user prefix, source CIDR,
+ *           User-Agent regex, Request-URI user exact list, header present,
+ *           From host (the From header is parsed once per request)
+ */
+import { FlowTokenCodec } from "../src/edge/flow-token.js";
+import { EdgeIdentity } from "../src/edge/identity.js";
+import type { Endpoint, Listener, TransportPort } from "../src/edge/ports.js";
+import { DEFAULT_FAILOVER, Proxy } from "../src/edge/proxy.js";
+import { PriorityRouter, type RouteDecision, type Router } from "../src/edge/router.js";
+import { SoftState } from "../src/edge/soft-state.js";
+import { literalResolver, makeTarget, type Target } from "../src/edge/targets.js";
+import { decide } from "../src/rules/decide.js";
+import { MessageInput } from "../src/rules/input.js";
+import { compileRules } from "../src/rules/load.js";
+import type { RoutingView, RulesTable } from "../src/rules/types.js";
+import { parse } from "../src/sip/parse.js";
+import { systemClock } from "../src/util/clock.js";
+import { Counters } from "../src/util/counters.js";
+import { silentLogger } from "../src/util/logger.js";
+
+type Mix = "prefix" | "mixed";
+
+function ruleText(i: number, mix: Mix): string {
+  const k = mix === "prefix" ? 0 : i % 6;
+  switch (k) {
+    case 0:
+      return `  - { name: r${i}, match: { method: INVITE, requestUri: { user: { prefix: "+4930${i}" } } }, route: pbx }`;
+    case 1:
+      return `  - { name: r${i}, match: { source: "10.${i % 250}.${Math.floor(i / 250)}.0/24" }, route: pbx }`;
+    case 2:
+      return `  - { name: r${i}, match: { userAgent: { regex: "^Vendor${i}/[0-9]+" } }, route: pbx }`;
+    case 3:
+      return `  - { name: r${i}, match: { requestUri: { user: ["9${i}1", "9${i}2", "9${i}3"] } }, route: pbx }`;
+    case 4:
+      return `  - { name: r${i}, match: { headers: { X-Tenant-${i}: true } }, route: pbx }`;
+    default:
+      return `  - { name: r${i}, match: { from: { host: "tenant${i}.example.com" } }, route: pbx }`;
+  }
+}
+
+function rulesTable(n: number, mix: Mix): RulesTable {
+  const rules = Array.from({ length: n - 1 }, (_, i) => ruleText(i, mix));
+  const text = `groups:\n  pbx:\n    members: [main, standby]\nrules:\n${rules.join("\n")}${rules.length > 0 ? "\n" : ""}  - { name: default, route: pbx }\n`;
+  const r = compileRules([{ file: `bench-${mix}-${n}.yaml`, text }], { knownTargets: new Set(["main", "standby"]) });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.table;
+}
+
+const sdp = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+function invite(i: number): string {
+  return (
+    `INVITE sip:2001@pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}x;rport\r\nMax-Forwards: 70\r\n` +
+    `From: "Alice" <sip:1001@pbx.example.com>;tag=a${i}\r\nTo: <sip:2001@pbx.example.com>\r\nCall-ID: c${i}@198.51.100.7\r\nCSeq: 1 INVITE\r\n` +
+    `Contact: <sip:1001@198.51.100.7:5062>\r\nUser-Agent: Bench/1.0\r\nContent-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`
+  );
+}
+
+const ALL_UP: RoutingView = { usable: () => true };
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+/** µs per call of `fn`, after a warm-up, over `seconds`. */
+function time(fn: (i: number) => void, seconds: number): number {
+  let i = 0;
+  const warm = performance.now() + 300;
+  while (performance.now() < warm) fn(i++);
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let n = 0;
+  let now = start;
+  while (now < end) {
+    for (let k = 0; k < 500; k++) fn(i++);
+    n += 500;
+    now = performance.now();
+  }
+  return ((now - start) * 1000) / n;
+}
+
+// ---------------------------------------------------------------------------
+// 1. decide() per request.
+
+const parsed = parse(invite(0));
+if (!parsed.ok) throw new Error(parsed.reason);
+const message = parsed.message;
+const input = new MessageInput();
+const source: Endpoint = { transport: "udp", address: "198.51.100.7", port: 5062 };
+let sink = 0;
+
+const rounds = Number(process.env.ROUNDS ?? 5);
+const sizes = [1, 10, 100, 1000];
+console.log(`decide() per request, ending on the default rule (median of ${rounds} rounds):`);
+const decideResults: Record<string, number> = {};
+for (const mix of ["prefix", "mixed"] as const) {
+  for (const n of sizes) {
+    const tbl = rulesTable(n, mix);
+    const samples: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      samples.push(
+        time(() => {
+          const d = decide(tbl, input.set(message, source, "udp", 5060), ALL_UP);
+          sink += d.rule.index;
+        }, 1),
+      );
+    }
+    const us = median(samples);
+    decideResults[`${mix} ${n}`] = us;
+    console.log(`  ${mix.padEnd(7)} ${String(n).padStart(5)} rules  ${us.toFixed(3).padStart(9)} µs  (${Math.round(1e6 / us).toLocaleString("en-US")}/s)`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 2. A whole call through the proxy core, routed by the rules engine.
+
+const UDP: Listener = { id: "udp", transport: "udp", address: "192.0.2.1", port: 5060, advertise: "192.0.2.1", family: 4 };
+let last = "";
+const transport: TransportPort = {
+  listenerFor: () => UDP,
+  send: (_d: Endpoint, data: Buffer | string) => {
+    last = typeof data === "string" ? data : data.toString("latin1");
+    return true;
+  },
+  hasFlow: () => true,
+};
+const targets: Target[] = [
+  makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
+  makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true }),
+];
+const byName = new Map(targets.map((t) => [t.name, t]));
+
+/** The rules decision in the proxy's terms (what an edge adapter does). */
+function rulesRouter(tbl: RulesTable): Router {
+  const inp = new MessageInput();
+  return {
+    route(ri): RouteDecision {
+      const d = decide(tbl, inp.set(ri.message, ri.source, ri.listener.transport, ri.listener.port), ALL_UP);
+      switch (d.action) {
+        case "route":
+          return { action: "forward", targets: d.targets.map((n) => byName.get(n)!), why: d.why };
+        case "reject":
+          return { action: "reject", status: d.status, reason: d.reason, why: d.why };
+        case "drop":
+          return { action: "drop", why: d.rule.name };
+      }
+    },
+  };
+}
+
+function proxyWith(router: Router): Proxy {
+  return new Proxy({
+    transport,
+    identity: new EdgeIdentity([UDP], ["pbx.example.com"]),
+    router: () => router,
+    targets: () => targets,
+    resolver: literalResolver,
+    flowTokens: new FlowTokenCodec(Buffer.alloc(32, 1)),
+    softState: new SoftState({ maxEntries: 200_000, ttlMs: 180_000 }),
+    counters: new Counters(),
+    logger: silentLogger,
+    clock: systemClock,
+    failover: { ...DEFAULT_FAILOVER, requestTimeoutMs: 60_000 },
+  });
+}
+
+const MAIN: Endpoint = { transport: "udp", address: "10.0.0.1", port: 5070 };
+function respond(req: string, status: string, withSdp: boolean): string {
+  const lines = req.split("\r\n");
+  const keep = lines.filter((l) => /^(Via|From|Call-ID|CSeq|Record-Route):/.test(l));
+  const to = lines.find((l) => l.startsWith("To:"))!;
+  const body = withSdp ? sdp : "";
+  return `SIP/2.0 ${status}\r\n${keep.join("\r\n")}\r\n${to};tag=b\r\nContact: <sip:2001@10.0.0.1:5070>\r\n${withSdp ? "Content-Type: application/sdp\r\n" : ""}Content-Length: ${body.length}\r\n\r\n${body}`;
+}
+
+/** INVITE/100/180/200/ACK/BYE/200: seven messages, one routing decision. */
+function call(p: Proxy, i: number): void {
+  const deliver = (text: string, from: Endpoint): void => p.onMessage({ data: Buffer.from(text, "latin1"), source: from, listener: UDP });
+  deliver(invite(i), source);
+  const fwd = last;
+  deliver(respond(fwd, "100 Trying", false), MAIN);
+  deliver(respond(fwd, "180 Ringing", false), MAIN);
+  deliver(respond(fwd, "200 OK", true), MAIN);
+  const rr = /Record-Route: <([^>]+)>/.exec(fwd)![1];
+  const inDialog = (m: string, cseq: number): string =>
+    `${m} sip:2001@10.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}${m};rport\r\nMax-Forwards: 70\r\nRoute: <${rr}>\r\n` +
+    `From: "Alice" <sip:1001@pbx.example.com>;tag=a${i}\r\nTo: <sip:2001@pbx.example.com>;tag=b\r\nCall-ID: c${i}@198.51.100.7\r\nCSeq: ${cseq} ${m}\r\nContent-Length: 0\r\n\r\n`;
+  deliver(inDialog("ACK", 1), source);
+  deliver(inDialog("BYE", 2), source);
+  deliver(respond(last, "200 OK", false), MAIN);
+}
+
+console.log(`\nproxy core CPU per call (7 messages, one routing decision; median of ${rounds} rounds):`);
+const routers: Array<[string, Router]> = [
+  ["priority router (no rules)", new PriorityRouter(targets)],
+  ["rules, 1 rule", rulesRouter(rulesTable(1, "mixed"))],
+  ["rules, 100 rules (mixed)", rulesRouter(rulesTable(100, "mixed"))],
+  ["rules, 1000 rules (mixed)", rulesRouter(rulesTable(1000, "mixed"))],
+];
+const callResults: Record<string, number> = {};
+for (const [label, router] of routers) {
+  const p = proxyWith(router);
+  const samples: number[] = [];
+  for (let r = 0; r < rounds; r++) samples.push(time((i) => call(p, i), 2));
+  callResults[label] = median(samples);
+  console.log(`  ${label.padEnd(28)} ${median(samples).toFixed(2).padStart(8)} µs  (${Math.round(1e6 / median(samples)).toLocaleString("en-US")} calls/s on one core)`);
+}
+const one = callResults["rules, 1 rule"]!;
+const hundred = callResults["rules, 100 rules (mixed)"]!;
+console.log(`\n100 rules vs 1 rule: calls/s ${((one / hundred - 1) * 100).toFixed(1)}%  (node ${process.version}, ${process.arch}; checksum ${sink % 7})`);
