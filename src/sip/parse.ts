@@ -166,6 +166,11 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   let bodyStart = n;
   let sawEmptyLine = false;
   let viaCount = 0;
+  // Position of the next ',' at or after the last search (n when none): a
+  // Via line that ends before it has no comma, with no scan at all. Searches
+  // only ever start past the previous hit, so all of them together read the
+  // message at most once.
+  let nextComma = -1;
   let topVia: Via | undefined;
   let maxForwards: number | undefined;
   let callId: string | undefined;
@@ -214,7 +219,11 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       switch (name) {
         case "via": {
           // Counting commas over-counts quoted ones; fine for a limit.
-          const commas = countChar(s, 44, colon + 1, end);
+          if (nextComma <= colon) {
+            nextComma = s.indexOf(",", colon + 1);
+            if (nextComma < 0) nextComma = n;
+          }
+          const commas = nextComma < end ? countChar(s, 44, nextComma, end) : 0;
           viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined) {

@@ -14,10 +14,12 @@
  *   `indexOf("\r\n")` from the current position and the next line starts
  *   after it; continuation lines extend the same forward scan;
  * - per line, the work is bounded by that line: the name lookup is by length
- *   bucket, the Via value count is a scan bounded by the line's end (an
- *   unbounded `indexOf(",")` once made many Via lines quadratic: see the
- *   "many Via lines" case), and only the first Via, CSeq, Max-Forwards,
- *   Content-Length, Call-ID and From/To are read, each in one pass;
+ *   bucket, the Via value count reads only the line (a search for the next
+ *   comma is reused by the following Via lines and never restarts before
+ *   its last hit; a fresh `indexOf(",")` per Via line once made many Via
+ *   lines quadratic: see the "many Via lines" case), and only the first
+ *   Via, CSeq, Max-Forwards, Content-Length, Call-ID and From/To are read,
+ *   each in one pass;
  * - the sub-parsers (URI, Via, params, name-addr, list splitting) advance an
  *   index on every iteration and skip a quoted string or an IPv6 reference
  *   as a unit, never re-scanning what was consumed;
