@@ -79,7 +79,8 @@ async function main(): Promise<void> {
   let proxy: ProxyUnderTest | undefined;
   try {
     proxy = await startProxy(o.proxy, run.pbxs, run.workDir, o.edgeWorkers);
-    const base = { transport: o.transport, workDir: run.workDir, started: run.started };
+    const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
+    const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
     await warmUp(proxy, base);
     console.log(`# SIPp load: proxy ${o.proxy}, ${o.transport}, ${o.stepSeconds} s steps\n# ${machineInfo()}\n`);
     const out = streamTable(STEP_HEADER);

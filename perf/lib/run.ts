@@ -16,6 +16,8 @@ import { LOAD_BUFF_SIZE } from "./steps.js";
 export interface RunContext {
   workDir: string;
   pbxs: Pbxs;
+  /** The PIDs of the two PBX processes. */
+  pbxPids: number[];
   /** Every SIPp process of the run (PBXs and phones), stopped by PID at the end. */
   started: SippProcess[];
   finish(): Promise<void>;
@@ -55,6 +57,7 @@ export async function startRun(boundS: number, keepWorkDir = false): Promise<Run
   return {
     workDir,
     pbxs: { main: main.port, standby: standby.port },
+    pbxPids: [main.pid, standby.pid],
     started,
     async finish() {
       clearTimeout(watchdog);

@@ -44,6 +44,35 @@ export interface StepOptions {
   workDir: string;
   /** Also started phones are recorded here so an interrupted run can stop them. */
   started: SippProcess[];
+  /**
+   * Processes (proxies, PBXs) that must be quiet before the step starts, so
+   * the tail of one step (retransmissions draining after an overload) is not
+   * charged to the next one, which may be the other proxy's.
+   */
+  settlePids?: readonly number[];
+}
+
+/** CPU of all these trees together below this share of one core counts as quiet. */
+const QUIET_CORES = 0.05;
+const QUIET_WINDOW_MS = 500;
+const SETTLE_BOUND_MS = 60_000;
+
+/**
+ * Waits until the given process trees use less than QUIET_CORES of a core
+ * over a QUIET_WINDOW_MS window, or SETTLE_BOUND_MS has passed. Returns the
+ * time waited in ms.
+ */
+export async function settle(pids: readonly number[]): Promise<number> {
+  const t0 = Date.now();
+  const cpu = (): number => pids.reduce((sum, pid) => sum + sampleTree(pid, false).cpuS, 0);
+  let before = cpu();
+  while (Date.now() - t0 < SETTLE_BOUND_MS) {
+    await new Promise((res) => setTimeout(res, QUIET_WINDOW_MS));
+    const now = cpu();
+    if (now - before < (QUIET_CORES * QUIET_WINDOW_MS) / 1000) break;
+    before = now;
+  }
+  return Date.now() - t0;
 }
 
 /** The socket buffers a load run needs: SIPp's default 64 KiB drops datagrams on loopback. */
@@ -57,6 +86,7 @@ export function stepTimeoutS(stepSeconds: number): number {
 
 export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<StepResult> {
   const calls = Math.max(1, Math.round(o.rate * o.stepSeconds));
+  if (o.settlePids !== undefined && o.settlePids.length > 0) await settle(o.settlePids);
   const root = proxy.child?.pid;
   const cpu0 = root === undefined ? undefined : sampleTree(root, false).cpuS;
   const mem = root === undefined ? undefined : memorySampler(root);
