@@ -92,6 +92,7 @@ if (sipp === undefined) {
 
     t.comment("stage: failed back");
     const r = await phones.result();
+    if (r.failed > 0) t.comment(`edge counters: ${JSON.stringify(edge.counters.snapshot())}`);
     t.equal(r.failed, 0, "zero failed calls", { errors: r.errors.slice(0, 4000) });
     t.equal(r.successful, 500, "every call completed");
     const longest = Math.max(...r.rttMs);
