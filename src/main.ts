@@ -49,6 +49,7 @@ export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer
       connectTimeoutMs: cfg.limits.connectTimeoutMs,
       idleTimeoutMs: cfg.limits.idleTimeoutSeconds * 1000,
     },
+    udpSocketBufferBytes: cfg.limits.udpSocketBufferBytes,
     parseLimits: {
       maxMessageBytes: cfg.limits.maxMessageBytes,
       maxHeaders: cfg.limits.maxHeaders,

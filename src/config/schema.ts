@@ -185,6 +185,8 @@ const limitsSchema = z
     maxConnectionsPerSource: intIn(1, 1_000_000).default(100),
     connectTimeoutMs: intIn(100, 120_000).default(3000),
     idleTimeoutSeconds: intIn(1, 86_400).default(900),
+    /** SO_RCVBUF/SO_SNDBUF of the UDP sockets: bursts beyond the kernel's small default are dropped otherwise. */
+    udpSocketBufferBytes: intIn(65_536, 67_108_864).default(4_194_304),
   })
   .superRefine((l, ctx) => {
     // A message that passes maxMessageBytes must also fit the stream buffer, or TCP peers could never send it.

@@ -26,6 +26,8 @@ export interface EdgeOptions {
   targets: TargetSpec[];
   tls?: TlsSettings;
   transportLimits: TransportLimits;
+  /** SO_RCVBUF/SO_SNDBUF of the UDP sockets (bounded by net.core.rmem_max/wmem_max). */
+  udpSocketBufferBytes?: number;
   parseLimits: ParseLimits;
   softState: { maxEntries: number; ttlMs: number };
   flowKey: Buffer;
@@ -104,6 +106,7 @@ export class Edge {
       listeners: o.listeners,
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       limits: o.transportLimits,
+      ...(o.udpSocketBufferBytes === undefined ? {} : { udpSocketBufferBytes: o.udpSocketBufferBytes }),
       clock: o.clock,
       logger: log.child({ module: "transport" }),
     });

@@ -57,6 +57,7 @@ function defaults(dir: string): EdgeConfig {
       maxConnectionsPerSource: 100,
       connectTimeoutMs: 3000,
       idleTimeoutSeconds: 900,
+      udpSocketBufferBytes: 4194304,
     },
     softState: { maxEntries: 200000, ttlSeconds: 180 },
     flowToken: { keyFile: join(dir, ".flow-key") },
