@@ -239,7 +239,30 @@ function conditionsOf(m: MatchSpec | undefined, carriers: ReadonlyMap<string, Ca
     }
   }
   // Stable: equal costs keep the order they were written in.
-  return out.map((c, i) => ({ c, i })).sort((a, b) => cost(a.c) - cost(b.c) || a.i - b.i).map((x) => Object.freeze(x.c));
+  return out.map((c, i) => ({ c, i })).sort((a, b) => cost(a.c) - cost(b.c) || a.i - b.i).map((x) => uniform(x.c));
+}
+
+const NO_METHODS: ReadonlySet<string> = new Set();
+const NO_TEST: StringTest = compileStringTest("exact", [], false);
+
+/**
+ * Every condition object gets every field, in one order: one hidden class,
+ * so the matcher's property loads stay monomorphic whatever mix of rule
+ * kinds a table has (a mixed table otherwise made them megamorphic).
+ */
+function uniform(c: Condition): Condition {
+  const u = {
+    kind: c.kind,
+    mask: "mask" in c ? c.mask : 0,
+    methods: "methods" in c ? c.methods : NO_METHODS,
+    ports: "ports" in c ? c.ports : Object.freeze([] as number[]),
+    networks: "networks" in c ? c.networks : Object.freeze([] as Network[]),
+    owners: "owners" in c ? c.owners : Object.freeze([] as string[]),
+    test: "test" in c ? c.test : NO_TEST,
+    header: "header" in c ? c.header : "",
+    text: c.text,
+  };
+  return Object.freeze(u) as unknown as Condition;
 }
 
 // ---------------------------------------------------------------------------

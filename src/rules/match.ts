@@ -3,7 +3,7 @@ import { unescape } from "../sip/uri.js";
 import { inNetwork, readAddress, type AddressWords, type Network } from "./address.js";
 import { METHOD_BITS, TRANSPORT_BITS } from "./compile.js";
 import { testString } from "./string-match.js";
-import { markCandidates, type UserIndex } from "./user-index.js";
+import { candidateScratch, collectCandidates, type CandidateScratch } from "./user-index.js";
 import {
   C_CARRIER,
   C_FROM_HOST,
@@ -40,7 +40,7 @@ const F_FROM = 4;
 const F_TO = 8;
 const F_UA = 16;
 const F_METHOD = 32;
-const F_CANDIDATES = 64;
+const F_TRANSPORT = 64;
 
 /** What has been derived from one request so far. */
 export class Facts {
@@ -58,9 +58,10 @@ export class Facts {
   userAgent: string | undefined;
   /** METHOD_BITS of the request's method; 0 for an extension method. */
   methodBit = 0;
-  /** Rules whose indexed user test holds are marked with the current stamp. */
-  private marks = new Int32Array(0);
-  private stamp = 0;
+  /** TRANSPORT_BITS of the request's transport. */
+  transportBit = 0;
+  /** Rules whose indexed user test holds (see user-index.ts). */
+  readonly candidates: CandidateScratch = candidateScratch();
 
   reset(input: MatchInput | undefined): void {
     this.input = input;
@@ -79,22 +80,12 @@ export class Facts {
     return this.methodBit;
   }
 
-  /** Does rule `i`'s indexed Request-URI user test hold? */
-  isCandidate(index: UserIndex, i: number): boolean {
-    if ((this.known & F_CANDIDATES) === 0) {
-      this.known |= F_CANDIDATES;
-      if (this.marks.length < index.ruleCount) {
-        this.marks = new Int32Array(index.ruleCount);
-        this.stamp = 0;
-      }
-      if (this.stamp === 0x7fffffff) {
-        this.marks.fill(0);
-        this.stamp = 0;
-      }
-      this.stamp++;
-      markCandidates(index, this.requestUriUser(), this.marks, this.stamp);
+  transport(): number {
+    if ((this.known & F_TRANSPORT) === 0) {
+      this.known |= F_TRANSPORT;
+      this.transportBit = TRANSPORT_BITS[this.in().transport] ?? 0;
     }
-    return this.marks[i] === this.stamp;
+    return this.transportBit;
   }
 
   source(): 0 | 4 | 6 {
@@ -192,7 +183,7 @@ export function holds(c: Condition, f: Facts): boolean {
       return bit !== 0 ? (c.mask & bit) !== 0 : c.methods.has(input.method);
     }
     case C_TRANSPORT:
-      return ((TRANSPORT_BITS[input.transport] ?? 0) & c.mask) !== 0;
+      return (f.transport() & c.mask) !== 0;
     case C_LOCAL_PORT: {
       const p = input.localPort;
       const ports = c.ports;
@@ -242,16 +233,34 @@ export function matchFacts(table: RulesTable, f: Facts): Rule {
     }
     return rules[n]!;
   }
+  // Only rules without an indexed test, and the indexed rules whose user
+  // test holds, can match: walk both ascending lists in step, so first
+  // match is kept while the rest of the dial plan is never looked at.
   const keyOf = index.keyOf;
-  indexed: for (let i = 0; i < n; i++) {
-    // The indexed user test is answered by the index; the rest run as usual.
+  const plain = index.unindexed;
+  const c = f.candidates;
+  collectCandidates(index, f.requestUriUser(), c);
+  const cands = c.list;
+  const count = c.count;
+  let a = 0;
+  let b = 0;
+  indexed: for (;;) {
+    const ia = a < plain.length ? plain[a]! : n;
+    const ib = b < count ? cands[b]! : n;
+    let i: number;
+    if (ia < ib) {
+      i = ia;
+      a++;
+    } else {
+      i = ib;
+      b++;
+    }
+    if (i >= n) return rules[n]!;
     const key = keyOf[i]!;
-    if (key >= 0 && !f.isCandidate(index, i)) continue;
     const conds = rules[i]!.conditions;
     for (let j = 0; j < conds.length; j++) if (j !== key && !holds(conds[j]!, f)) continue indexed;
     return rules[i]!;
   }
-  return rules[n]!;
 }
 
 /** The rule a request matches. */

@@ -14,6 +14,12 @@ export interface StringTest {
   /** Exact values as a set, for long lists. */
   readonly set: ReadonlySet<string> | undefined;
   readonly regex: RegExp | undefined;
+  /**
+   * Regex only: literal text every match must start with (the pattern is
+   * `^literal...` with no alternation), lower-cased when `ignoreCase`. A
+   * value without it is refused before the regex engine runs.
+   */
+  readonly required: string | undefined;
   readonly ignoreCase: boolean;
   /** How the test reads in explain output: `exact "1001"`, `prefix "+49"`, `regex /^9\d+$/i`. */
   readonly text: string;
@@ -60,6 +66,39 @@ function quoteList(values: readonly string[]): string {
   return values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
 }
 
+const REGEX_SPECIAL = new Set([..."\\^$.|?*+()[]{}"]);
+
+/**
+ * The literal start of an anchored regex, or undefined. Conservative: any
+ * `|` in the pattern (which could un-anchor part of it) or a quantifier that
+ * makes the last literal optional ends the literal early or gives nothing.
+ * Only ASCII is taken, because case folding of other characters under the
+ * `i` flag is not the ASCII folding the prefilter does.
+ */
+export function requiredPrefix(source: string): string | undefined {
+  if (!source.startsWith("^") || source.includes("|")) return undefined;
+  let lit = "";
+  let i = 1;
+  while (i < source.length) {
+    const ch = source[i]!;
+    if (ch === "\\") {
+      const next = source[i + 1];
+      // `\+`, `\.`: an escaped punctuation character is itself; `\d`, `\b`... are not literals.
+      if (next === undefined || /[0-9A-Za-z]/.test(next) || next.charCodeAt(0) > 126) break;
+      lit += next;
+      i += 2;
+      continue;
+    }
+    if (REGEX_SPECIAL.has(ch) || ch.charCodeAt(0) > 126 || ch.charCodeAt(0) < 32) break;
+    lit += ch;
+    i++;
+  }
+  const after = source[i];
+  // `ab?`, `ab*`, `ab{0,2}`: the last literal may be absent.
+  if (after === "?" || after === "*" || after === "{") lit = lit.slice(0, -1);
+  return lit === "" ? undefined : lit;
+}
+
 /** Compiles a test; the regex source must already have been checked (the schema does it). */
 export function compileStringTest(
   kind: StringTestKind,
@@ -69,12 +108,14 @@ export function compileStringTest(
   if (kind === "regex") {
     const source = values[0] ?? "";
     const regex = new RegExp(source, ignoreCase ? "i" : "");
-    return Object.freeze({ kind, values: Object.freeze([source]), set: undefined, regex, ignoreCase, text: `regex ${String(regex)}` });
+    const lit = requiredPrefix(source);
+    const required = lit !== undefined && ignoreCase ? lowerAscii(lit) : lit;
+    return Object.freeze({ kind, values: Object.freeze([source]), set: undefined, regex, required, ignoreCase, text: `regex ${String(regex)}` });
   }
   const stored = Object.freeze(values.map((v) => (ignoreCase ? lowerAscii(v) : v)));
   const set = kind === "exact" && stored.length > SET_THRESHOLD ? new Set(stored) : undefined;
   const fold = ignoreCase ? " (any case)" : "";
-  return Object.freeze({ kind, values: stored, set, regex: undefined, ignoreCase, text: `${kind} ${quoteList(values)}${fold}` });
+  return Object.freeze({ kind, values: stored, set, regex: undefined, required: undefined, ignoreCase, text: `${kind} ${quoteList(values)}${fold}` });
 }
 
 export function testString(t: StringTest, value: string | undefined): boolean {
@@ -99,7 +140,11 @@ export function testString(t: StringTest, value: string | undefined): boolean {
       }
       return false;
     }
-    case "regex":
-      return t.regex!.test(value.length > MAX_MATCHED_LENGTH ? value.slice(0, MAX_MATCHED_LENGTH) : value);
+    case "regex": {
+      const v = value.length > MAX_MATCHED_LENGTH ? value.slice(0, MAX_MATCHED_LENGTH) : value;
+      const req = t.required;
+      if (req !== undefined && !(t.ignoreCase ? startsWithFolded(v, req) : v.startsWith(req))) return false;
+      return t.regex!.test(v);
+    }
   }
 }

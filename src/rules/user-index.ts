@@ -22,6 +22,8 @@ interface TrieNode {
 export interface UserIndex {
   /** Per rule: position of its indexed condition in `conditions`, or -1. */
   readonly keyOf: Int32Array;
+  /** Rules (other than the default) with no indexed condition, ascending: always evaluated. */
+  readonly unindexed: Int32Array;
   readonly exact: ReadonlyMap<string, readonly number[]>;
   readonly root: TrieNode;
   readonly ruleCount: number;
@@ -66,23 +68,57 @@ export function buildUserIndex(rules: readonly Rule[], minRules = 4): UserIndex 
     }
   });
   if (used < minRules) return undefined;
-  return { keyOf, exact, root, ruleCount: rules.length };
+  const unindexed: number[] = [];
+  for (let i = 0; i < rules.length - 1; i++) if (keyOf[i] === -1) unindexed.push(i);
+  return { keyOf, unindexed: Int32Array.from(unindexed), exact, root, ruleCount: rules.length };
+}
+
+/** Scratch for collecting candidates; reused because collecting is synchronous. */
+export interface CandidateScratch {
+  /** Rule index -> stamp of the last collection that added it (no duplicates). */
+  marks: Int32Array;
+  stamp: number;
+  /** The candidates, ascending, in `list[0..count)`. */
+  list: Int32Array;
+  count: number;
+}
+
+export function candidateScratch(): CandidateScratch {
+  return { marks: new Int32Array(0), stamp: 0, list: new Int32Array(0), count: 0 };
+}
+
+function add(s: CandidateScratch, rule: number): void {
+  if (s.marks[rule] === s.stamp) return;
+  s.marks[rule] = s.stamp;
+  s.list[s.count++] = rule;
 }
 
 /**
- * Marks in `marks` (with `stamp`) every rule whose indexed user test holds
- * for `user`. `marks` has at least `ruleCount` entries; stamping instead of
- * clearing keeps the per-request cost at the length of the user part.
+ * Collects, ascending and without duplicates, every rule whose indexed user
+ * test holds for `user`: one map lookup and one walk down the trie, so the
+ * cost follows the length of the user part, not the number of rules.
  */
-export function markCandidates(index: UserIndex, user: string | undefined, marks: Int32Array, stamp: number): void {
+export function collectCandidates(index: UserIndex, user: string | undefined, s: CandidateScratch): void {
+  if (s.marks.length < index.ruleCount) {
+    s.marks = new Int32Array(index.ruleCount);
+    s.list = new Int32Array(index.ruleCount);
+    s.stamp = 0;
+  }
+  if (s.stamp === 0x7fffffff) {
+    s.marks.fill(0);
+    s.stamp = 0;
+  }
+  s.stamp++;
+  s.count = 0;
   if (user === undefined) return;
   const hit = index.exact.get(user);
-  if (hit !== undefined) for (let k = 0; k < hit.length; k++) marks[hit[k]!] = stamp;
+  if (hit !== undefined) for (let k = 0; k < hit.length; k++) add(s, hit[k]!);
   let node: TrieNode | undefined = index.root;
   for (let k = 0; node !== undefined; k++) {
     const rs = node.rules;
-    for (let j = 0; j < rs.length; j++) marks[rs[j]!] = stamp;
+    for (let j = 0; j < rs.length; j++) add(s, rs[j]!);
     if (k >= user.length || node.next === undefined) break;
     node = node.next.get(user.charCodeAt(k));
   }
+  if (s.count > 1) s.list.subarray(0, s.count).sort();
 }

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import t from "tap";
 import { acquireFacts, firstFailing, match, releaseFacts } from "../../src/rules/match.js";
+import { compileStringTest, requiredPrefix, testString } from "../../src/rules/string-match.js";
 import type { MatchInput, Rule, RulesTable } from "../../src/rules/types.js";
 import { input, request, table } from "../fixtures/rules/helpers.js";
 
@@ -96,4 +97,37 @@ t.test("match agrees with the plain definition of first match", async (t) => {
     { numRuns: 400, seed: 5 },
   );
   t.ok(small > 100, `mixed rule sets, mostly without the index (${small} of 400)`);
+});
+
+t.test("the literal-prefix prefilter of anchored regexes never changes a regex's answer", async (t) => {
+  const piece = fc.constantFrom("^", "a", "b", "A", "+", "\\+", "\\.", ".", "?", "*", "+", "[ab]", "(a|b)", "|", "{1,2}", "{0}", "$", "9", "\\d", "é", "É", "k", "K");
+  const source = fc
+    .tuple(fc.integer({ min: 0, max: 9 }), fc.array(piece, { minLength: 1, maxLength: 7 }))
+    .map(([anchor, p]) => (anchor < 7 ? "^" : "") + p.join(""));
+  const value = fc.array(fc.constantFrom("a", "b", "A", "B", "+", ".", "9", "é", "É", "k", "K", "\u212A", "x"), { maxLength: 8 }).map((v) => v.join(""));
+  let prefiltered = 0;
+  fc.assert(
+    fc.property(source, fc.boolean(), fc.array(value, { minLength: 1, maxLength: 10 }), (src, ignoreCase, values) => {
+      let regex: RegExp;
+      try {
+        regex = new RegExp(src, ignoreCase ? "i" : "");
+      } catch {
+        return;
+      }
+      const test = compileStringTest("regex", [src], ignoreCase);
+      if (test.required !== undefined) prefiltered++;
+      for (const v of values) {
+        if (testString(test, v) !== regex.test(v)) throw new Error(`/${src}/${ignoreCase ? "i" : ""} on ${JSON.stringify(v)}: prefilter "${test.required}" disagrees`);
+      }
+    }),
+    { numRuns: 3000, seed: 3 },
+  );
+  t.ok(prefiltered > 300, `prefilters were exercised (${prefiltered})`);
+  t.equal(requiredPrefix("^\\+49[0-9]+"), "+49");
+  t.equal(requiredPrefix("^Vendor12/[0-9]+"), "Vendor12/");
+  t.equal(requiredPrefix("^ab?c"), "a");
+  t.equal(requiredPrefix("^abc+"), "abc");
+  t.equal(requiredPrefix("^a|b"), undefined, "alternation may un-anchor");
+  t.equal(requiredPrefix("a^"), undefined);
+  t.equal(requiredPrefix("^\\d"), undefined);
 });
