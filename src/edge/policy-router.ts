@@ -1,4 +1,6 @@
+import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
+import type { Device } from "../policy/device.js";
 import type { FailoverPolicy } from "../policy/failover.js";
 import type { SipMessage } from "../sip/message.js";
 import { parseNameAddr } from "../sip/nameaddr.js";
@@ -26,6 +28,7 @@ export interface DualOutcome {
 export class PolicyRouter implements Router {
   private readonly byName: ReadonlyMap<string, Target>;
   private readonly dual = new Map<string, DualOutcome>();
+  private readonly devices = new LRUCache<string, Device>({ max: 50_000 });
 
   constructor(
     private readonly policy: FailoverPolicy,
@@ -43,7 +46,7 @@ export class PolicyRouter implements Router {
       // phone to deliver it to.
       return { action: "reject", status: 404, reason: "Not Found", why: "request from a PBX without a flow token" };
     }
-    const device = this.policy.device({ userAgent: m.get("User-Agent"), source: input.source.address, aor: aorOf(m) });
+    const device = this.deviceOf(m.get("User-Agent"), input.source.address, aorOf(m));
     const answer = this.policy.route(device);
     const cls = device.deviceClass.name;
     if (m.method === "REGISTER" && answer.register === "passthrough") {
@@ -77,6 +80,22 @@ export class PolicyRouter implements Router {
       };
     }
     return decision;
+  }
+
+  /**
+   * A device's class and own delays come from a table match and a hash of
+   * its identity: the same for every request of the device, so they are
+   * cached (bounded) instead of recomputed per request. A reload builds a
+   * new router (Edge.replaceRouting), so a new device table starts afresh.
+   */
+  private deviceOf(userAgent: string | undefined, source: string, aor: string | undefined): Device {
+    const key = `${userAgent ?? ""}\n${source}\n${aor ?? ""}`;
+    let d = this.devices.get(key);
+    if (d === undefined) {
+      d = this.policy.device({ userAgent, source, aor });
+      this.devices.set(key, d);
+    }
+    return d;
   }
 
   private noteDual(cls: string, t: Target, r: SipMessage): void {

@@ -544,6 +544,13 @@ export class Proxy {
       this.d.observer?.targetOutcome(st.target, this.failover.retryOn.has(status) ? "failure-response" : "response", status);
     }
     if (status >= 200 && status < 300) st.shapeResponse?.(m);
+    if (this.isDone(m, st)) {
+      // Nothing will need this transaction again: free the soft state now
+      // rather than at its TTL (at 10,000 REGISTER/s that is most of it).
+      this.settle(st, m.callId, callerBranch);
+      this.d.softState.delete(m.callId, callerBranch);
+      return true;
+    }
     const retry = st.retry;
     if (retry === undefined) return true;
     if (status === 100) {
@@ -569,6 +576,21 @@ export class Proxy {
     if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
     this.nextAttempt(m.callId, callerBranch, `status-${status}`);
     return false;
+  }
+
+  /**
+   * A final answer the caller gets as it is, after which no CANCEL, no
+   * non-2xx ACK and no retry can refer to the transaction: any final
+   * response to a REGISTER, a 2xx to an INVITE (its ACK is a new transaction
+   * that follows the route set) — unless the response is one that moves the
+   * request to another target.
+   */
+  private isDone(m: SipMessage, st: TxnState): boolean {
+    // A `dual` copy's answer is still to come and must find the state.
+    if (m.status < 200 || st.forks !== undefined) return false;
+    const retry = st.retry;
+    if (retry !== undefined && retry.rest.length > 0 && (this.failover.retryOn.has(m.status) || (retry.anyFailure && m.status >= 300))) return false;
+    return m.method === "REGISTER" || m.status < 300;
   }
 
   // ---- helpers ------------------------------------------------------------------
