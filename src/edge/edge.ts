@@ -165,8 +165,20 @@ export class Edge {
 
     const holder: { edge?: Edge } = {};
     const counters = new Counters();
+    // A request timing out is evidence against a target only if nothing at
+    // all came back from it meanwhile: an overloaded but answering PBX must
+    // not be declared down by its slow transactions (a failover storm).
+    const lastHeard = new Map<string, number>();
     const observer: ProxyObserver = {
-      targetOutcome: (t, outcome, status) => health.get(t.name)?.traffic({ outcome, status }),
+      targetOutcome: (t, outcome, status) => {
+        const now = o.clock.now();
+        if (outcome === "response" || outcome === "failure-response") lastHeard.set(t.name, now);
+        else if (outcome === "timeout" && now - (lastHeard.get(t.name) ?? -Infinity) < o.failover.requestTimeoutMs) {
+          counters.inc("passive.timeout-while-answering");
+          return;
+        }
+        health.get(t.name)?.traffic({ outcome, status });
+      },
     };
     const proxy = new Proxy({
       transport,
