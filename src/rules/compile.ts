@@ -181,7 +181,7 @@ function conditionsOf(m: MatchSpec | undefined, carriers: ReadonlyMap<string, Ca
   if (m.method !== undefined) {
     const methods = listOf(m.method);
     let mask = 0;
-    for (const m of methods) mask |= METHOD_BITS.get(m) ?? 0;
+    for (const name of methods) mask |= METHOD_BITS.get(name) ?? 0;
     out.push({ kind: C_METHOD, mask, methods: new Set(methods), text: `method ${methods.join(" or ")}` });
   }
   if (m.transport !== undefined) {

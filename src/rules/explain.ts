@@ -1,6 +1,6 @@
 import type { SipMessage } from "../sip/message.js";
-import { readAddress } from "./address.js";
 import { parse } from "../sip/parse.js";
+import { readAddress } from "./address.js";
 import type { CarrierBreakers } from "./carrier-breakers.js";
 import { decideForRule } from "./decide.js";
 import { MessageInput } from "./input.js";
