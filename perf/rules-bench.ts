@@ -20,7 +20,8 @@ import { FlowTokenCodec } from "../src/edge/flow-token.js";
 import { EdgeIdentity } from "../src/edge/identity.js";
 import type { Endpoint, Listener, TransportPort } from "../src/edge/ports.js";
 import { DEFAULT_FAILOVER, Proxy } from "../src/edge/proxy.js";
-import { PriorityRouter, type RouteDecision, type Router } from "../src/edge/router.js";
+import { PriorityRouter, type Router } from "../src/edge/router.js";
+import { RulesRouter } from "../src/edge/rules-router.js";
 import { SoftState } from "../src/edge/soft-state.js";
 import { literalResolver, makeTarget, type Target } from "../src/edge/targets.js";
 import { decide } from "../src/rules/decide.js";
@@ -148,27 +149,19 @@ const targets: Target[] = [
   makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
   makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true }),
 ];
-const byName = new Map(targets.map((t) => [t.name, t]));
 
-/** The rules decision in the proxy's terms (what an edge adapter does). */
+/** The rules engine as the proxy's router, as the edge wires it. */
 function rulesRouter(tbl: RulesTable): Router {
-  const inp = new MessageInput();
-  return {
-    route(ri): RouteDecision {
-      const d = decide(tbl, inp.set(ri.message, ri.source, ri.listener.transport, ri.listener.port), ALL_UP);
+  return new RulesRouter({
+    rules: () => tbl,
+    targets,
+    usable: () => true,
+    onDecision: (_t, d) => {
       // Sanity: every call must end on the rule meant for it.
       routed++;
       if (d.rule.name !== "hit" && d.rule.name !== "default") wrong++;
-      switch (d.action) {
-        case "route":
-          return { action: "forward", targets: d.targets.map((n) => byName.get(n)!), why: d.why };
-        case "reject":
-          return { action: "reject", status: d.status, reason: d.reason, why: d.why };
-        case "drop":
-          return { action: "drop", why: d.rule.name };
-      }
     },
-  };
+  });
 }
 
 function proxyWith(router: Router): Proxy {
