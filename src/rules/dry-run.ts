@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { formatConfigError, loadYamlFile } from "../config/load.js";
+import type { DeviceTable } from "../policy/device-table.js";
 import { defaultConfigPath, shippedRulesDir } from "../config/paths.js";
 import { edgeConfigSchema } from "../config/schema.js";
 import { explain, OFFLINE_VIEW, parseMessageText, parseSource, type ExplainView, type Explanation } from "./explain.js";
@@ -30,6 +31,12 @@ export interface DryRunOptions {
    */
   readonly edgeConfig?: string | undefined;
   readonly view?: ExplainView | undefined;
+  /**
+   * The device table (`proxy-rules/devices.yaml`, compiled by the policy
+   * module): when given, a request whose rule sets no device class is shown
+   * with the class the table gives it.
+   */
+  readonly deviceTable?: Pick<DeviceTable, "classify"> | undefined;
 }
 
 export type DryRunResult = { ok: true; text: string; explanation: Explanation } | { ok: false; messages: string[] };
@@ -70,6 +77,12 @@ export function dryRun(o: DryRunOptions): DryRunResult {
   }
   const m = parseMessageText(text);
   if (!m.ok) return { ok: false, messages: [`${o.messageFile}: ${m.reason}`] };
-  const explanation = explain(rules.table, m.message, { source: { address: source.address, port: source.port }, transport, localPort }, o.view ?? OFFLINE_VIEW);
+  const table = o.deviceTable;
+  const base = o.view ?? OFFLINE_VIEW;
+  const view: ExplainView =
+    table === undefined || base.deviceClassOf !== undefined
+      ? base
+      : { ...base, usable: (t) => base.usable(t), deviceClassOf: (r) => table.classify({ userAgent: r.userAgent, source: r.sourceAddress, aor: r.aor }).name };
+  const explanation = explain(rules.table, m.message, { source: { address: source.address, port: source.port }, transport, localPort }, view);
   return { ok: true, text: explanation.text, explanation };
 }

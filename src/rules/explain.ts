@@ -1,4 +1,5 @@
 import type { SipMessage } from "../sip/message.js";
+import { parseNameAddr } from "../sip/nameaddr.js";
 import { parse } from "../sip/parse.js";
 import { readAddress } from "./address.js";
 import type { CarrierBreakers } from "./carrier-breakers.js";
@@ -242,14 +243,14 @@ function hashKeyText(f: Facts, g: TargetGroup): string {
   }
 }
 
+/** The device's address of record, as the failover policy keys devices: To of a REGISTER, From of anything else. */
 function aorOf(message: SipMessage): string | undefined {
-  const from = message.get("from");
-  if (from === undefined) return undefined;
-  const lt = from.indexOf("<");
-  const gt = from.indexOf(">", lt + 1);
-  const uri = lt >= 0 && gt > lt ? from.slice(lt + 1, gt) : from.split(";")[0]!.trim();
-  const semi = uri.indexOf(";");
-  return semi >= 0 ? uri.slice(0, semi) : uri;
+  const v = message.get(message.method === "REGISTER" ? "to" : "from");
+  if (v === undefined) return undefined;
+  const r = parseNameAddr(v);
+  if (!r.ok) return undefined;
+  const u = r.value.uri;
+  return u.user === undefined ? `${u.scheme}:${u.host}` : `${u.scheme}:${u.user}@${u.host}`;
 }
 
 const MAX_LISTED_SKIPS = 20;

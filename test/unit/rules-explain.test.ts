@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import t from "tap";
+import { loadYamlFile } from "../../src/config/load.js";
+import { compileDeviceTable, deviceTableSchema } from "../../src/policy/device-table.js";
 import { CarrierBreakers } from "../../src/rules/carrier-breakers.js";
 import { dryRun } from "../../src/rules/dry-run.js";
 import { explain, parseMessageText, parseSource, type ExplainView } from "../../src/rules/explain.js";
@@ -153,6 +155,16 @@ why: rule "pbx-outbound": group carriers-lcr (failover) → carrier-b (carrier-a
   explain(rules.table, m.message, { source: "10.20.0.10:5060", transport: "udp", localPort: 5060 }, { usable: () => true }, breakers);
   t.notOk(breakers.get("carrier-a")?.snapshot().testInFlight, "a dry run never takes the test call");
   breakers.close();
+});
+
+t.test("explain: with the device table, a request without a class from its rule shows the table's", async (t) => {
+  const loaded = loadYamlFile(join(root, "proxy-rules/devices.yaml"), deviceTableSchema);
+  if (!loaded.ok) throw new Error("the shipped device table must load");
+  const deviceTable = compileDeviceTable(loaded.value);
+  const phone = dryRun({ rulesDir: office, messageFile: fixture("register-phone.txt"), source: "10.20.1.15:49152", transport: "tcp", deviceTable });
+  t.match(text(phone), /\ndevice class: WP \(from the device table\)\n/);
+  const trunk = dryRun({ rulesDir: office, messageFile: fixture("invite-from-carrier.txt"), source: "192.0.2.5:5060", deviceTable });
+  t.match(text(trunk), /\ndevice class: trunk \(from the rule\)\n/, "a class set by the rule wins");
 });
 
 t.test("explain: the shipped default rules", async (t) => {
