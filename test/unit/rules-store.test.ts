@@ -59,7 +59,8 @@ function target(store: RulesStore): string | undefined {
 }
 
 t.test("reload swaps in valid changed rules with a new version; unchanged files change nothing", async (t) => {
-  const f = fixture(t);
+  const swaps: Array<[number, number]> = [];
+  const f = fixture(t, GOOD("a"), { onSwap: (next, prev) => swaps.push([prev.version, next.version]) });
   t.equal(f.store.version, 1);
   t.equal(target(f.store), "a");
   const first = f.store.current();
@@ -72,6 +73,7 @@ t.test("reload swaps in valid changed rules with a new version; unchanged files 
   t.equal(target(f.store), "b");
   t.equal(decide(first, input(request()), ALL_UP).action === "route" && (decide(first, input(request()), ALL_UP) as { targets: readonly string[] }).targets[0], "a", "a request holding the old table keeps routing by it");
   t.same(f.store.status().reloads, { ok: 1, failed: 0, unchanged: 1 });
+  t.same(swaps, [[1, 2]], "onSwap hears of each new table once (e.g. to reconfigure the carrier breakers)");
   t.ok(f.logs.some((l) => l.msg === "rules reloaded" && l.version === 2 && l.reason === "admin"));
 });
 
