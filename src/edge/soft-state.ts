@@ -109,10 +109,6 @@ export class SoftState {
     return this.txns.get(SoftState.key(callId, branch));
   }
 
-  delete(callId: string, branch: string | undefined): void {
-    this.txns.delete(SoftState.key(callId, branch));
-  }
-
   set(callId: string, branch: string | undefined, s: TxnState): void {
     this.txns.set(SoftState.key(callId, branch), s);
   }

@@ -229,3 +229,17 @@ t.test("a target that sent 100 Trying and then went down hands its pending INVIT
   e.proxy.targetDown("standby");
   t.equal(e.transport.sent.length, 1, "a transaction with a provisional from beyond its target never moves");
 });
+
+t.test("regression: a finished transaction is trimmed in place, not deleted (lru-cache delete() is O(max) when the cache empties)", async (t) => {
+  const e = setup();
+  const reg = INVITE.replace(/INVITE/g, "REGISTER");
+  e.deliver(reg, PHONE);
+  const fwd = e.transport.take();
+  t.ok(e.softState.get("fo-call-1", "z9hG4bKfo1")?.retry, "failover state while waiting");
+  e.deliver(response("200 OK", fwd.data, "x", "REGISTER"), MAIN);
+  const st = e.softState.get("fo-call-1", "z9hG4bKfo1");
+  t.ok(st, "entry kept for the LRU to evict");
+  t.equal(st?.retry, undefined, "no failover state left");
+  t.equal(e.softState.size, 1);
+  t.equal(e.clock.pending, 0, "no timer left");
+});
