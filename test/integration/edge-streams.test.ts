@@ -12,6 +12,7 @@ import { WebSocket } from "ws";
 import { StreamFramer } from "../../src/sip/framer.js";
 import { testCerts } from "../helpers/certs.js";
 import { UdpPeer, pbxBehaviour, portOf, startEdge } from "../helpers/edge-live.js";
+import { findSipp, startSipp } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
 
 const certs = await testCerts();
@@ -183,4 +184,52 @@ t.test("SIP.js UserAgent registers over WS through the edge and places a call", 
   await inviter.bye();
   await waitFor(() => pbx.received.find((m) => m.startsWith("BYE ")));
   t.pass("ACK and BYE followed the route set through the edge");
+});
+
+t.test("SIP.js over WS places a call through the edge to a SIPp PBX", { skip: findSipp() === undefined ? "sipp is not installed (Debian package sip-tester)" : false }, async (t) => {
+  const pbx = await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: 60 });
+  const edge = await startEdge([{ name: "main", uri: `sip:127.0.0.1:${pbx.port}`, priority: 1, acceptsPath: true }], {
+    listeners: [
+      { transport: "udp", address: "127.0.0.1", port: 0 },
+      { transport: "ws", address: "127.0.0.1", port: 0 },
+    ],
+  });
+  (globalThis as { WebSocket?: unknown }).WebSocket = WebSocket;
+  const SIP = await import("sip.js");
+  const sdp = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0", "m=audio 40000 RTP/AVP 0", ""].join("\r\n");
+  const ua = new SIP.UserAgent({
+    uri: SIP.UserAgent.makeURI("sip:1002@edge.example.com")!,
+    transportOptions: { server: `ws://127.0.0.1:${portOf(edge, "ws")}` },
+    sessionDescriptionHandlerFactory: (() => ({
+      close: () => undefined,
+      getDescription: async () => ({ body: sdp, contentType: "application/sdp" }),
+      hasDescription: (ct: string) => ct === "application/sdp",
+      rollbackDescription: async () => undefined,
+      setDescription: async () => undefined,
+      sendDtmf: () => false,
+    })) as never,
+    logLevel: "error",
+  });
+  await ua.start();
+  t.teardown(async () => {
+    await ua.stop();
+    await edge.stop();
+    await pbx.stop().catch(() => undefined);
+    pbx.cleanup();
+  });
+  const registerer = new SIP.Registerer(ua);
+  const registered = new Promise<void>((resolve) => registerer.stateChange.addListener((s) => s === SIP.RegistererState.Registered && resolve()));
+  await registerer.register();
+  await registered;
+  const inviter = new SIP.Inviter(ua, SIP.UserAgent.makeURI("sip:2001@edge.example.com")!);
+  const established = new Promise<void>((resolve) => inviter.stateChange.addListener((s) => s === SIP.SessionState.Established && resolve()));
+  await inviter.invite();
+  await established;
+  const ended = new Promise<void>((resolve) => inviter.stateChange.addListener((s) => s === SIP.SessionState.Terminated && resolve()));
+  await inviter.bye();
+  await ended;
+  const r = await pbx.stop();
+  t.equal(r.failed, 0, "the SIPp PBX saw a clean REGISTER and a clean call", { errors: r.errors.slice(0, 2000) });
+  t.equal(r.unexpected, 0);
+  t.ok(r.successful >= 2, `REGISTER and call completed at the PBX (${r.successful})`);
 });
