@@ -11,7 +11,11 @@ import { Edge, type EdgeOptions } from "./edge/edge.js";
 import type { ProbeReport } from "./health/target-health.js";
 import type { TargetResolver } from "./edge/targets.js";
 import { compileDeviceTable, deviceTableSchema, type DeviceTable } from "./policy/device-table.js";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { RulesRouter } from "./edge/rules-router.js";
+import { RULES_FILE, rulesFilesIn } from "./rules/load.js";
+import { RulesStore } from "./rules/store.js";
 import { SipResolver, nodeDnsBackend } from "./transport/dns.js";
 import { systemClock, type Clock } from "./util/clock.js";
 import { createLogger } from "./util/logger.js";
@@ -138,17 +142,41 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   const flowKey = obtainFlowKey(config);
   const dns = dnsResolver(config, clock, logger);
   const eo = edgeOptions(config, dt.table, flowKey, clock, logger, dns.resolver);
+
+  // Routing rules (proxy-rules/rules.yaml and rules.d/ beside the config):
+  // when present, the rules engine decides first and hands Main/Standby
+  // groups to the failover policy. A bad rules file refuses to start; on
+  // reload it is refused and the running rules stay.
+  let rules: RulesStore | undefined;
+  const rulesDir = dirname(configPath);
+  if (existsSync(join(rulesDir, RULES_FILE))) {
+    const opened = RulesStore.open({
+      files: () => rulesFilesIn(rulesDir),
+      knownTargets: () => new Set(config.targets.map((t) => t.name)),
+      knownDeviceClasses: () => new Set(dt.table.classes.map((c) => c.name)),
+      clock,
+      logger: logger.child({ module: "rules" }),
+    });
+    if (!opened.ok) throw new ConfigRefused(opened.messages);
+    const store = opened.store;
+    rules = store;
+    const pbxNames = [...config.targets].sort((a, b) => a.priority - b.priority).slice(0, 2).map((t) => t.name);
+    eo.wrapRouter = (inner, targets, usable) =>
+      new RulesRouter({ rules: () => store.current(), targets, usable, pbx: targets.length >= 2 ? { router: inner, targets: pbxNames } : undefined, logger: logger.child({ module: "rules" }) });
+  }
   if (opts.probe !== undefined && eo.health !== undefined) {
     eo.health.mode = opts.probe.mode;
     if (opts.probe.onResult !== undefined) eo.health.onProbeResult = opts.probe.onResult;
   }
   const edge = await Edge.start(eo);
+  rules?.watch();
   return {
     edge,
     get config() {
       return config;
     },
     async stop() {
+      rules?.close();
       dns.stop();
       await edge.stop();
     },
@@ -169,7 +197,9 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
       if (nr.restartRequired.length > 0) logger.warn({ sections: nr.restartRequired }, "these config sections change only at restart");
       config = nr.value;
       logger.info({ changed: nr.changed, hash: nr.hash }, "config reloaded");
-      return true;
+      // The rules are checked again against the new targets; a bad set is
+      // refused (and logged by the store) and the running rules stay.
+      return rules?.reload("SIGHUP", true).ok ?? true;
     },
   };
 }

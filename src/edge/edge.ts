@@ -36,6 +36,11 @@ export interface EdgeOptions {
   logger: Logger;
   /** Builds the router from the targets; defaults to the failover policy (two targets or more) or priority order. */
   makeRouter?: (targets: readonly Target[]) => Router;
+  /**
+   * Wraps the router (the rules engine in front of the failover policy):
+   * gets the router built above, the targets and the health view.
+   */
+  wrapRouter?: (inner: Router, targets: readonly Target[], usable: (t: Target) => boolean) => Router;
   resolver?: TargetResolver;
   /** OPTIONS probing and the health state machine (DESIGN.md §2.2); off when absent. */
   health?: {
@@ -93,6 +98,8 @@ export class Edge {
     private readonly prober: Prober | undefined,
     /** Builds a router over a target list (kept for reloads). */
     private readonly makeRouter: (targets: readonly Target[]) => Router,
+    /** Outcomes of `dual` REGISTER copies per device class (from the policy router in use). */
+    private readonly dualStatus: () => Record<string, DualOutcome>,
   ) {
     this.targetList = targets;
     this.router = router;
@@ -159,8 +166,17 @@ export class Edge {
       });
     }
     const plog = log.child({ module: "router" });
-    const makeRouter =
-      o.makeRouter ?? ((ts: readonly Target[]) => (policy !== undefined ? new PolicyRouter(policy, ts, o.clock, plog) : new PriorityRouter(ts, (t) => health.get(t.name)?.usability().newRequests ?? true)));
+    const usable = (t: Target): boolean => health.get(t.name)?.usability().newRequests ?? true;
+    let policyRouter: PolicyRouter | undefined;
+    const baseRouter =
+      o.makeRouter ??
+      ((ts: readonly Target[]) => {
+        if (policy === undefined) return new PriorityRouter(ts, usable);
+        policyRouter = new PolicyRouter(policy, ts, o.clock, plog);
+        return policyRouter;
+      });
+    const wrap = o.wrapRouter;
+    const makeRouter = wrap === undefined ? baseRouter : (ts: readonly Target[]) => wrap(baseRouter(ts), ts, usable);
     const router = makeRouter(targets);
 
     const holder: { edge?: Edge } = {};
@@ -205,7 +221,7 @@ export class Edge {
         if (tr.to === "down" || tr.to === "disabled") proxy.targetDown(tr.target);
       });
     }
-    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, monitor, prober, makeRouter);
+    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, monitor, prober, makeRouter, () => policyRouter?.dualStatus() ?? {});
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
     monitor?.start();
@@ -243,7 +259,7 @@ export class Edge {
       targets: this.targetList,
       health,
       policy: this.policy?.status(),
-      dual: this.router instanceof PolicyRouter ? this.router.dualStatus() : {},
+      dual: this.dualStatus(),
       counters: this.counters.snapshot(),
       transport: this.transport.stats(),
     };
