@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { defaultConfigPath, formatConfigError, loadConfig } from "./config/index.js";
 import type { ProbeReport } from "./health/target-health.js";
 import { ConfigRefused, loadDeviceTable, run, type Running } from "./main.js";
+import { dryRun } from "./rules/dry-run.js";
 import { createLogger } from "./util/logger.js";
 
 function positiveInt(v: string): number {
@@ -52,6 +53,34 @@ program
       return;
     }
     console.log(`${o.config}: ok (sha256 ${r.hash.slice(0, 12)}, ${r.value.targets.length} targets, ${dt.table.classes.length} device classes)`);
+  });
+
+program
+  .command("explain")
+  .description("dry-run a SIP message against the rules: which rule matches, where it would go now, and why")
+  .requiredOption("-m, --message <file>", "a file holding one SIP request")
+  .option("-s, --source <ip:port>", "where the request comes from", "127.0.0.1:5060")
+  .option("-t, --transport <t>", "udp | tcp | tls | ws | wss", "udp")
+  .option("-r, --rules <dir>", "directory with rules.yaml (default: the shipped proxy-rules/)")
+  .option("-c, --config <file>", "edge config naming the targets (default: <rules dir>/edge.yaml, else the shipped one)")
+  .action((o: { message: string; source: string; transport: string; rules?: string; config?: string }) => {
+    const cfgPath = o.config ?? defaultConfigPath();
+    const cfg = loadConfig(cfgPath);
+    const table = cfg.ok ? loadDeviceTable(cfg.value.policy.deviceTable) : undefined;
+    const r = dryRun({
+      messageFile: o.message,
+      source: o.source,
+      transport: o.transport,
+      rulesDir: o.rules,
+      edgeConfig: o.config,
+      deviceTable: table?.ok === true ? table.table : undefined,
+    });
+    if (!r.ok) {
+      for (const m of r.messages) console.error(m);
+      process.exitCode = 1;
+      return;
+    }
+    console.log(r.text);
   });
 
 /**

@@ -81,3 +81,20 @@ t.test("sip-edge check: ok, and file:line:column errors with exit 1", async (t) 
   t.equal(r.code, 1);
   t.match(r.stderr, /edge\.yaml:2:\d+: listen\[0\]\.port: expected an integer from 0 to 65535, got 70000/);
 });
+
+t.test("sip-edge explain: the matched rule, the target and why, for a shipped example", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sip-edge-explain-"));
+  const msg = join(dir, "invite.sip");
+  writeFileSync(
+    msg,
+    ["INVITE sip:2001@edge.example.com SIP/2.0", "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKx1", "Max-Forwards: 70", "From: <sip:1001@edge.example.com>;tag=a", "To: <sip:2001@edge.example.com>", "Call-ID: x1", "CSeq: 1 INVITE", "Content-Length: 0", "", ""].join("\r\n"),
+  );
+  const rules = join(import.meta.dirname, "..", "..", "proxy-rules", "examples", "office-main-standby");
+  const r = await cli(["explain", "--message", msg, "--source", "192.168.1.20:5062", "--rules", rules]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /matched: default \(.*rules\.yaml:\d+\)/);
+  t.match(r.stdout, /action: route to group pbx \(failover\)/);
+  t.match(r.stdout, /main\s+priority 1\s+usable\s+<- chosen/);
+  const bad = await cli(["explain", "--message", join(dir, "missing.sip")]);
+  t.equal(bad.code, 1);
+});
