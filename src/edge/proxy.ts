@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Param } from "../sip/lex.js";
 import type { SipMessage } from "../sip/message.js";
 import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
 import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
@@ -687,11 +688,11 @@ export class Proxy {
     const values = contacts.contacts.map((c) => {
       const hp = c.uri.port === undefined ? hostRef(c.uri.host) : `${hostRef(c.uri.host)}:${c.uri.port}`;
       const token = this.tokenFor(inb, hp);
-      const keep = c.uri.params.filter((p) => p.name.toLowerCase() !== "transport").map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`));
+      const keep = paramsText(c.uri.params.filter((p) => p.name.toLowerCase() !== "transport"));
       const user = c.uri.user === undefined ? "" : `${c.uri.user}@`;
       const tp = out.transport === "udp" ? "" : `;transport=${out.transport}`;
-      const uri = `${c.uri.scheme}:${user}${hostRef(out.advertise)}:${out.port}${keep.join("")}${tp};alias=${token}`;
-      const params = c.params.map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`)).join("");
+      const uri = `${c.uri.scheme}:${user}${hostRef(out.advertise)}:${out.port}${keep}${tp};alias=${token}`;
+      const params = paramsText(c.params);
       return `${c.displayName === undefined ? "" : `${c.displayName} `}<${uri}>${params}`;
     });
     m.setHeader("Contact", values.join(", "));
@@ -709,7 +710,7 @@ export class Proxy {
       const t = this.d.flowTokens.decode(alias);
       if (!t.ok) return c.raw;
       changed = true;
-      const params = c.params.map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`)).join("");
+      const params = paramsText(c.params);
       return `${c.displayName === undefined ? "" : `${c.displayName} `}<${restoreContactUri(c.uri, t.flow)}>${params}`;
     });
     if (changed) m.setHeader("Contact", values.join(", "));
@@ -765,6 +766,13 @@ function toTagFor(m: SipMessage): string {
   return `se${deriveBranch(m).slice(-12)}`;
 }
 
+/** `;name` / `;name=value` text of URI or header parameters. */
+function paramsText(params: readonly Param[]): string {
+  let s = "";
+  for (const p of params) s += p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`;
+  return s;
+}
+
 function isSameFlow(f: Flow, inb: Inbound): boolean {
   return f.transport === inb.source.transport && f.address === inb.source.address && f.port === inb.source.port;
 }
@@ -777,10 +785,7 @@ function aliasParam(u: SipUri): string | undefined {
 function restoreContactUri(u: SipUri, flow: Flow): string {
   const user = u.user === undefined ? "" : `${u.user}@`;
   const hp = flow.contactHostport !== "" ? flow.contactHostport : `${hostRef(flow.address)}:${flow.port}`;
-  const params = u.params
-    .filter((p) => p.name !== "alias" && p.name.toLowerCase() !== "transport")
-    .map((p) => (p.value === null ? `;${p.name}` : `;${p.name}=${p.value}`))
-    .join("");
+  const params = paramsText(u.params.filter((p) => p.name !== "alias" && p.name.toLowerCase() !== "transport"));
   return `${u.scheme}:${user}${hp}${params}`;
 }
 
