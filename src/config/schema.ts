@@ -217,7 +217,7 @@ const limitsSchema = z
   });
 
 const softStateSchema = z.strictObject({
-  maxEntries: intIn(1, 100_000_000).default(200_000),
+  maxEntries: intIn(1, 100_000_000).default(100_000),
   ttlSeconds: intIn(1, 86_400).default(180),
 });
 

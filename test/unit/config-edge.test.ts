@@ -59,7 +59,7 @@ function defaults(dir: string): EdgeConfig {
       idleTimeoutSeconds: 900,
       udpSocketBufferBytes: 4194304,
     },
-    softState: { maxEntries: 200000, ttlSeconds: 180 },
+    softState: { maxEntries: 100000, ttlSeconds: 180 },
     flowToken: { keyFile: join(dir, ".flow-key") },
     admin: { address: "127.0.0.1", port: 8080 },
     health: { intervalSeconds: 5, intervalDownSeconds: 5, timeoutMs: 2000, downAfter: 3, upAfter: 2, alive: "default", closeStreamAfterTimeouts: 3 },
