@@ -233,3 +233,46 @@ t.test("SIP.js over WS places a call through the edge to a SIPp PBX", { skip: fi
   t.equal(r.unexpected, 0);
   t.ok(r.successful >= 2, `REGISTER and call completed at the PBX (${r.successful})`);
 });
+
+t.test("SIP.js over WSS (TLS with the test CA) registers and calls through the edge", async (t) => {
+  const { pbx, edge } = await pbxAndEdge(t);
+  // SIP.js builds `new WebSocket(url, "sip")`: hand it a ws client that trusts the test CA.
+  class TrustingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols, { ca: certs.ca });
+    }
+  }
+  (globalThis as { WebSocket?: unknown }).WebSocket = TrustingWebSocket;
+  t.teardown(() => {
+    (globalThis as { WebSocket?: unknown }).WebSocket = WebSocket;
+  });
+  const SIP = await import("sip.js");
+  const sdp = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0", "m=audio 40000 RTP/AVP 0", ""].join("\r\n");
+  const ua = new SIP.UserAgent({
+    uri: SIP.UserAgent.makeURI("sip:1003@edge.example.com")!,
+    transportOptions: { server: `wss://localhost:${portOf(edge, "wss")}` },
+    sessionDescriptionHandlerFactory: (() => ({
+      close: () => undefined,
+      getDescription: async () => ({ body: sdp, contentType: "application/sdp" }),
+      hasDescription: (ct: string) => ct === "application/sdp",
+      rollbackDescription: async () => undefined,
+      setDescription: async () => undefined,
+      sendDtmf: () => false,
+    })) as never,
+    logLevel: "error",
+  });
+  await ua.start();
+  t.teardown(() => ua.stop());
+  const registerer = new SIP.Registerer(ua);
+  const registered = new Promise<void>((resolve) => registerer.stateChange.addListener((s) => s === SIP.RegistererState.Registered && resolve()));
+  await registerer.register();
+  await registered;
+  t.ok(pbx.received.some((m) => m.startsWith("REGISTER ") && /\r\nVia: SIP\/2\.0\/WSS [^\r]*received=127\.0\.0\.1/.test(m)), "REGISTER arrived over WSS");
+  const inviter = new SIP.Inviter(ua, SIP.UserAgent.makeURI("sip:2001@edge.example.com")!);
+  const established = new Promise<void>((resolve) => inviter.stateChange.addListener((s) => s === SIP.SessionState.Established && resolve()));
+  await inviter.invite();
+  await established;
+  await inviter.bye();
+  await waitFor(() => pbx.received.find((m) => m.startsWith("BYE ") && m.includes("WSS")));
+  t.pass("call established and ended over WSS");
+});
