@@ -35,7 +35,7 @@ function writeConfig(dir: string, mainPort: number, standbyPort: number, registe
       `  - { name: standby, uri: "sip:${HOST}:${standbyPort}", acceptsPath: true }`,
       "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 300, downAfter: 2, upAfter: 2 }",
       "policy: { holdDownSeconds: 2, failbackStableSeconds: 3, graceSeconds: 5, deviceTable: devices.yaml }",
-      "failover: { requestTimeoutMs: 500 }",
+      "failover: { requestTimeoutMs: 1000 }",
       "",
     ].join("\n"),
   );
@@ -96,7 +96,7 @@ if (sipp === undefined) {
     t.equal(r.failed, 0, "zero failed calls", { errors: r.errors.slice(0, 4000) });
     t.equal(r.successful, 500, "every call completed");
     const longest = Math.max(...r.rttMs);
-    t.comment(`longest call setup during the run: ${longest} ms (per-request timeout 500 ms); median ${[...r.rttMs].sort((a, b) => a - b)[Math.floor(r.rttMs.length / 2)]} ms`);
+    t.comment(`longest call setup during the run: ${longest} ms (per-request timeout 1000 ms); median ${[...r.rttMs].sort((a, b) => a - b)[Math.floor(r.rttMs.length / 2)]} ms`);
     const s2 = await standby.stop();
     const m2 = await main2.stop();
     t.ok(s2.successful > 0, `the Standby carried calls (${s2.successful})`);
