@@ -1,0 +1,220 @@
+/**
+ * The rules engine plugged into an edge started by `run()` (real UDP sockets
+ * on 127.0.0.0/8): source and method rejects, a carrier group routed in the
+ * rules' own order with a Request-URI rewrite seen at the far end, the PBX
+ * group through the failover policy; a rules file with a YAML error is
+ * refused on reload (logged with file:line:column) while the old rules keep
+ * routing, and a good file then takes over. Also `sip-edge explain` on the
+ * shipped least-cost-routing example.
+ */
+import t from "tap";
+import { spawn } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { run } from "../../src/main.js";
+import { createLogger } from "../../src/util/logger.js";
+import { UdpPeer, pbxBehaviour, portOf } from "../helpers/edge-live.js";
+import { waitFor } from "../helpers/wait.js";
+
+/** A second loopback address, so a source rule can tell two phones apart. */
+const BLOCKED_IP = "127.0.0.2";
+
+const RULES_V1 = [
+  "groups:",
+  "  pbx: { strategy: failover, members: [main, standby] }",
+  "  carriers:",
+  "    strategy: failover",
+  "    members:",
+  "      - { target: carrier-a, priority: 1 }",
+  "      - { target: carrier-b, priority: 2 }",
+  "rules:",
+  "  - name: blocked-source",
+  `    match: { source: "${BLOCKED_IP}" }`,
+  '    reject: { status: 403, reason: "Source Blocked" }',
+  "  - name: no-subscribe",
+  "    match: { method: SUBSCRIBE }",
+  '    reject: { status: 403, reason: "No Subscriptions" }',
+  "  - name: international",
+  "    match:",
+  "      method: INVITE",
+  "      requestUri:",
+  "        user: { regex: '^00[1-9][0-9]{5,14}$' }",
+  "    route: carriers",
+  "    rewrite:",
+  "      requestUri:",
+  '        user: { regex: "^00", replace: "+" }',
+  "  - name: default",
+  "    route: pbx",
+  "",
+].join("\n");
+
+/** v2: carrier-b becomes the first choice and SUBSCRIBE gets a different answer. */
+const RULES_V2 = RULES_V1.replace("target: carrier-a, priority: 1", "target: carrier-a, priority: 3").replace(
+  'reject: { status: 403, reason: "No Subscriptions" }',
+  'reject: { status: 489, reason: "Bad Event" }',
+);
+
+/** A mapping opened with `{` and never closed: a YAML syntax error. */
+const RULES_BROKEN = ["rules:", "  - name: half-written", "    match: { method: INVITE", "    route: pbx", ""].join("\n");
+
+function request(method: string, user: string, id: string, from: { ip: string; port: number }): string {
+  return [
+    `${method} sip:${user}@127.0.0.1 SIP/2.0`,
+    `Via: SIP/2.0/UDP ${from.ip}:${from.port};branch=z9hG4bK${id};rport`,
+    "Max-Forwards: 70",
+    "From: <sip:1001@127.0.0.1>;tag=f",
+    `To: <sip:${user}@127.0.0.1>`,
+    `Call-ID: ${id}`,
+    `CSeq: 1 ${method}`,
+    `Contact: <sip:1001@${from.ip}:${from.port}>`,
+    ...(method === "SUBSCRIBE" ? ["Event: presence", "Expires: 60"] : []),
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+/** Collects the JSON log lines of the edge. */
+class LogLines extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.lines.push(...chunk.toString("utf8").split("\n").filter((l) => l !== ""));
+    done();
+  }
+}
+
+t.test("rules in the running edge: reject, route, rewrite; a broken file keeps the old rules; a good one takes over", async (t) => {
+  const main = await UdpPeer.open(pbxBehaviour);
+  const standby = await UdpPeer.open(pbxBehaviour);
+  const carrierA = await UdpPeer.open(pbxBehaviour);
+  const carrierB = await UdpPeer.open(pbxBehaviour);
+  const phone = await UdpPeer.open();
+  const blocked = createSocket("udp4");
+  const blockedReplies: string[] = [];
+  blocked.on("message", (b) => blockedReplies.push(b.toString("utf8")));
+  await new Promise<void>((resolve, reject) => {
+    blocked.once("error", reject);
+    blocked.bind(0, BLOCKED_IP, () => resolve());
+  });
+  const dir = mkdtempSync(join(tmpdir(), "rules-edge-"));
+  writeFileSync(
+    join(dir, "edge.yaml"),
+    [
+      "listen: [ { transport: udp, address: 127.0.0.1, port: 0 } ]",
+      "targets:",
+      `  - { name: main, uri: "sip:127.0.0.1:${main.port}", priority: 1, acceptsPath: true }`,
+      `  - { name: standby, uri: "sip:127.0.0.1:${standby.port}", priority: 2, acceptsPath: true }`,
+      `  - { name: carrier-a, uri: "sip:127.0.0.1:${carrierA.port}", priority: 10 }`,
+      `  - { name: carrier-b, uri: "sip:127.0.0.1:${carrierB.port}", priority: 20 }`,
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(join(dir, "rules.yaml"), RULES_V1);
+  const log = new LogLines();
+  const running = await run(join(dir, "edge.yaml"), { logger: createLogger("info", log) });
+  t.teardown(async () => {
+    await running.stop();
+    blocked.close();
+    for (const p of [phone, main, standby, carrierA, carrierB]) p.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const edgePort = portOf(running.edge, "udp");
+  let n = 0;
+  const ask = async (method: string, user: string): Promise<string> => {
+    const id = `e${++n}`;
+    phone.send(request(method, user, id, { ip: "127.0.0.1", port: phone.port }), edgePort);
+    return waitFor(() => phone.received.find((m) => m.includes(`Call-ID: ${id}\r\n`)), { what: `answer to ${method} ${id}` });
+  };
+  const arrivedAt = (p: UdpPeer, requestLine: string): boolean => p.received.some((m) => m.startsWith(`${requestLine}\r\n`));
+
+  // A source rule: the same INVITE from another loopback address is refused.
+  const blockedId = `e${++n}`;
+  const blockedPort = blocked.address().port;
+  blocked.send(request("INVITE", "2001", blockedId, { ip: BLOCKED_IP, port: blockedPort }), edgePort, "127.0.0.1");
+  const refused = await waitFor(() => blockedReplies.find((m) => m.includes(`Call-ID: ${blockedId}\r\n`)), { what: "answer to the blocked source" });
+  t.match(refused, /^SIP\/2\.0 403 Source Blocked\r\n/, "a source rule rejects with its status and reason");
+  t.notOk(
+    [main, standby, carrierA, carrierB].some((p) => p.received.some((m) => m.includes(`Call-ID: ${blockedId}\r\n`))),
+    "a rejected request reaches no target",
+  );
+
+  t.match(await ask("SUBSCRIBE", "2001"), /^SIP\/2\.0 403 No Subscriptions\r\n/, "a method rule rejects");
+
+  t.match(await ask("INVITE", "00493012345678"), /^SIP\/2\.0 200 OK\r\n/, "the carrier group answers");
+  t.ok(arrivedAt(carrierA, "INVITE sip:+493012345678@127.0.0.1 SIP/2.0"), "the rules' first carrier got the call with the rewritten Request-URI");
+  t.notOk(carrierB.received.some((m) => m.startsWith("INVITE ")), "the second carrier was not needed");
+
+  t.match(await ask("INVITE", "2001"), /^SIP\/2\.0 200 OK\r\n/, "the PBX group answers");
+  t.ok(arrivedAt(main, "INVITE sip:2001@127.0.0.1 SIP/2.0"), "the default rule sends the call to Main through the failover policy");
+
+  // A YAML syntax error: refused, logged with file:line:column, old rules stay.
+  writeFileSync(join(dir, "rules.yaml"), RULES_BROKEN);
+  t.equal(running.reload(), false, "a rules file with a YAML error is refused");
+  const logged = await waitFor(() => log.lines.find((l) => l.includes("rules reload failed")), { what: "the refused reload in the log" });
+  t.match(logged, /rules\.yaml:\d+:\d+/, "the error names file:line:column");
+  t.match(await ask("SUBSCRIBE", "2001"), /^SIP\/2\.0 403 No Subscriptions\r\n/, "the old reject rule still answers");
+  t.match(await ask("INVITE", "0044201234567"), /^SIP\/2\.0 200 OK\r\n/, "the old route rule still routes");
+  t.ok(arrivedAt(carrierA, "INVITE sip:+44201234567@127.0.0.1 SIP/2.0"), "with the old rewrite, to the old first carrier");
+
+  // A good file: the new rules apply to the next requests.
+  writeFileSync(join(dir, "rules.yaml"), RULES_V2);
+  t.equal(running.reload(), true, "a good rules file is taken");
+  t.match(await ask("SUBSCRIBE", "2001"), /^SIP\/2\.0 489 Bad Event\r\n/, "the new reject applies");
+  t.match(await ask("INVITE", "0033123456789"), /^SIP\/2\.0 200 OK\r\n/, "the carrier group still answers");
+  t.ok(arrivedAt(carrierB, "INVITE sip:+33123456789@127.0.0.1 SIP/2.0"), "the new order puts carrier-b first");
+  t.notOk(arrivedAt(carrierA, "INVITE sip:+33123456789@127.0.0.1 SIP/2.0"), "carrier-a is now second and not needed");
+});
+
+const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
+const SHIPPED_LCR = join(import.meta.dirname, "..", "..", "proxy-rules", "examples", "two-carriers-lcr");
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // execArgv carries the TypeScript loader the test itself runs under.
+    const p = spawn(process.execPath, [...process.execArgv, CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (b: Buffer) => (stdout += b.toString("utf8")));
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString("utf8")));
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+t.test("sip-edge explain on the shipped least-cost-routing example; broken rules exit 1 with the errors", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "rules-edge-explain-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const msg = join(dir, "invite.sip");
+  writeFileSync(
+    msg,
+    [
+      "INVITE sip:0049301234567@edge.example.com SIP/2.0",
+      "Via: SIP/2.0/UDP 10.20.0.10:5060;branch=z9hG4bKx1",
+      "Max-Forwards: 70",
+      "From: <sip:2001@edge.example.com>;tag=a",
+      "To: <sip:0049301234567@edge.example.com>",
+      "Call-ID: x1",
+      "CSeq: 1 INVITE",
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n"),
+  );
+  const r = await cli(["explain", "--message", msg, "--source", "10.20.0.10:5060", "--transport", "udp", "--rules", SHIPPED_LCR]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /matched: pbx-outbound \(.*rules\.yaml:\d+\)/, "names the rule and where it is");
+  t.match(r.stdout, /action: route to group carriers-lcr \(failover\)/);
+  t.match(r.stdout, /carrier-a\s+priority 1\s+usable.*<- chosen/);
+  t.match(r.stdout, /request line: INVITE sip:0049301234567@edge\.example\.com SIP\/2\.0 -> INVITE sip:\+49301234567@edge\.example\.com SIP\/2\.0/, "shows the rewrite");
+
+  const badRules = join(dir, "bad");
+  mkdirSync(badRules);
+  writeFileSync(join(badRules, "rules.yaml"), RULES_BROKEN);
+  const bad = await cli(["explain", "--message", msg, "--rules", badRules, "--config", join(SHIPPED_LCR, "edge.yaml")]);
+  t.equal(bad.code, 1, "rules that do not load exit 1");
+  t.match(bad.stderr, /rules\.yaml:\d+:\d+/, "and print the errors with file:line:column");
+  t.equal(bad.stdout, "", "no explanation is printed");
+});
