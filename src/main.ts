@@ -9,7 +9,7 @@ import { formatConfigError, loadConfig, obtainFlowKey, reloadConfig, type EdgeCo
 import { loadYamlFile } from "./config/load.js";
 import { Edge, type EdgeOptions } from "./edge/edge.js";
 import type { ProbeReport } from "./health/target-health.js";
-import type { TargetResolver } from "./edge/targets.js";
+import type { Target, TargetResolver } from "./edge/targets.js";
 import { compileDeviceTable, deviceTableSchema, type DeviceTable } from "./policy/device-table.js";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -160,9 +160,12 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
     if (!opened.ok) throw new ConfigRefused(opened.messages);
     const store = opened.store;
     rules = store;
-    const pbxNames = [...config.targets].sort((a, b) => a.priority - b.priority).slice(0, 2).map((t) => t.name);
+    // The Main/Standby pair is read from the targets each router is built
+    // over (start and every reload), so a reload that renames or reorders
+    // targets never leaves the rules comparing against the old pair.
+    const pbxPair = (targets: readonly Target[]): string[] => [...targets].sort((a, b) => a.priority - b.priority).slice(0, 2).map((t) => t.name);
     eo.wrapRouter = (inner, targets, usable) =>
-      new RulesRouter({ rules: () => store.current(), targets, usable, pbx: targets.length >= 2 ? { router: inner, targets: pbxNames } : undefined, logger: logger.child({ module: "rules" }) });
+      new RulesRouter({ rules: () => store.current(), targets, usable, pbx: targets.length >= 2 ? { router: inner, targets: pbxPair(targets) } : undefined, logger: logger.child({ module: "rules" }) });
   }
   if (opts.probe !== undefined && eo.health !== undefined) {
     eo.health.mode = opts.probe.mode;
