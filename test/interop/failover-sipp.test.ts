@@ -6,6 +6,7 @@
  * nothing asserts wall-clock speed: the longest call setup is recorded only.
  */
 import t from "tap";
+import type { Test } from "tap";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,30 +43,38 @@ function writeConfig(dir: string, mainPort: number, standbyPort: number, registe
   return join(dir, "edge.yaml");
 }
 
+/**
+ * Main and Standby SIPp PBXs and an edge in front of them; every process and
+ * the config directory are cleaned up when the test ends.
+ */
+async function twoPbxsAndEdge(t: Test, register: "follow-active" | "dual") {
+  const started: SippProcess[] = [];
+  let running: Running | undefined;
+  const dir = mkdtempSync(join(tmpdir(), `edge-${register}-`));
+  t.teardown(async () => {
+    for (const p of started) {
+      await p.stop().catch(() => undefined);
+      p.cleanup();
+    }
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const track = (p: SippProcess): SippProcess => {
+    started.push(p);
+    return p;
+  };
+  const main = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+  const standby = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
+  running = await run(writeConfig(dir, main.port, standby.port, register), { logger: silentLogger });
+  return { track, dir, main, standby, edge: running.edge };
+}
+
 const sipp = findSipp();
 if (sipp === undefined) {
   t.skip("failover interop: sipp is not installed (Debian package sip-tester)", () => undefined);
 } else {
   t.test("Main killed under steady calls: zero failed calls, new calls on the Standby, calm failback", async (t) => {
-    const started: SippProcess[] = [];
-    let running: Running | undefined;
-    const dir = mkdtempSync(join(tmpdir(), "edge-failover-"));
-    t.teardown(async () => {
-      for (const p of started) {
-        await p.stop().catch(() => undefined);
-        p.cleanup();
-      }
-      await running?.stop();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const track = (p: SippProcess): SippProcess => {
-      started.push(p);
-      return p;
-    };
-    const main = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
-    const standby = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
-    running = await run(writeConfig(dir, main.port, standby.port, "follow-active"), { logger: silentLogger });
-    const edge = running.edge;
+    const { track, main, standby, edge } = await twoPbxsAndEdge(t, "follow-active");
     const status = () => edge.status();
     await waitFor(() => status().health["main"]?.status === "up" && status().health["standby"]?.status === "up", LONG);
 
@@ -133,25 +142,7 @@ if (sipp === undefined) {
   });
 
   t.test("dual registration: after Main dies, the Standby reaches the phone at once", async (t) => {
-    const started: SippProcess[] = [];
-    let running: Running | undefined;
-    const dir = mkdtempSync(join(tmpdir(), "edge-dual-"));
-    t.teardown(async () => {
-      for (const p of started) {
-        await p.stop().catch(() => undefined);
-        p.cleanup();
-      }
-      await running?.stop();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const track = (p: SippProcess): SippProcess => {
-      started.push(p);
-      return p;
-    };
-    const main = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
-    const standby = track(await startSipp({ scenario: "pbx.xml", transport: "udp", timeoutS: TIMEOUT_S }));
-    running = await run(writeConfig(dir, main.port, standby.port, "dual"), { logger: silentLogger });
-    const edge = running.edge;
+    const { track, dir, main, edge } = await twoPbxsAndEdge(t, "dual");
     await waitFor(() => edge.status().health["main"]?.status === "up", LONG);
     const phone = track(
       await startSipp({
