@@ -14,6 +14,7 @@ import { compileDeviceTable, deviceTableSchema, type DeviceTable } from "./polic
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { RulesRouter } from "./edge/rules-router.js";
+import { CarrierBreakers, callOutcome } from "./rules/carrier-breakers.js";
 import { RULES_FILE, rulesFilesIn } from "./rules/load.js";
 import { RulesStore } from "./rules/store.js";
 import { SipResolver, nodeDnsBackend } from "./transport/dns.js";
@@ -116,6 +117,10 @@ function dnsResolver(cfg: EdgeConfig, clock: Clock, logger: Logger): { resolver:
 export interface Running {
   edge: Edge;
   config: EdgeConfig;
+  /** The routing rules in force (version, hash, reload counts); undefined without rules.yaml. */
+  readonly rules: RulesStore | undefined;
+  /** Every carrier's breaker (state, trips, history); undefined without rules.yaml. */
+  readonly breakers: CarrierBreakers | undefined;
   stop(): Promise<void>;
   reload(): boolean;
 }
@@ -148,24 +153,37 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   // groups to the failover policy. A bad rules file refuses to start; on
   // reload it is refused and the running rules stay.
   let rules: RulesStore | undefined;
+  let breakers: CarrierBreakers | undefined;
   const rulesDir = dirname(configPath);
   if (existsSync(join(rulesDir, RULES_FILE))) {
+    // Breaker state is runtime state: it survives every rules reload, which
+    // only updates the settings, adds new carriers and drops removed ones.
+    const cb = new CarrierBreakers(clock, logger.child({ module: "breakers" }));
     const opened = RulesStore.open({
       files: () => rulesFilesIn(rulesDir),
       knownTargets: () => new Set(config.targets.map((t) => t.name)),
       knownDeviceClasses: () => new Set(dt.table.classes.map((c) => c.name)),
       clock,
       logger: logger.child({ module: "rules" }),
+      onSwap: (table) => cb.configure(table.carriers),
     });
     if (!opened.ok) throw new ConfigRefused(opened.messages);
     const store = opened.store;
     rules = store;
+    breakers = cb;
+    cb.configure(store.current().carriers);
+    // Every answer from a carrier target feeds its carrier's breaker; the
+    // table in force says which carrier owns the target.
+    eo.onTargetOutcome = (t, outcome, status) => {
+      const o = callOutcome(outcome, status);
+      if (o !== undefined) cb.recordTarget(store.current(), t.name, o);
+    };
     // The Main/Standby pair is read from the targets each router is built
     // over (start and every reload), so a reload that renames or reorders
     // targets never leaves the rules comparing against the old pair.
     const pbxPair = (targets: readonly Target[]): string[] => [...targets].sort((a, b) => a.priority - b.priority).slice(0, 2).map((t) => t.name);
     eo.wrapRouter = (inner, targets, usable) =>
-      new RulesRouter({ rules: () => store.current(), targets, usable, pbx: targets.length >= 2 ? { router: inner, targets: pbxPair(targets) } : undefined, logger: logger.child({ module: "rules" }) });
+      new RulesRouter({ rules: () => store.current(), targets, usable, breakers: cb, pbx: targets.length >= 2 ? { router: inner, targets: pbxPair(targets) } : undefined, logger: logger.child({ module: "rules" }) });
   }
   if (opts.probe !== undefined && eo.health !== undefined) {
     eo.health.mode = opts.probe.mode;
@@ -178,8 +196,11 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
     get config() {
       return config;
     },
+    rules,
+    breakers,
     async stop() {
       rules?.close();
+      breakers?.close();
       dns.stop();
       await edge.stop();
     },

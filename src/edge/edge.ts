@@ -41,6 +41,11 @@ export interface EdgeOptions {
    * gets the router built above, the targets and the health view.
    */
   wrapRouter?: (inner: Router, targets: readonly Target[], usable: (t: Target) => boolean) => Router;
+  /**
+   * Every outcome of an attempt towards a target, unfiltered (the carrier
+   * breakers count each call; health gets its own filtered view).
+   */
+  onTargetOutcome?: ProxyObserver["targetOutcome"];
   resolver?: TargetResolver;
   /** OPTIONS probing and the health state machine (DESIGN.md §2.2); off when absent. */
   health?: {
@@ -187,6 +192,7 @@ export class Edge {
     const lastHeard = new Map<string, number>();
     const observer: ProxyObserver = {
       targetOutcome: (t, outcome, status) => {
+        o.onTargetOutcome?.(t, outcome, status);
         const now = o.clock.now();
         if (outcome === "response" || outcome === "failure-response") lastHeard.set(t.name, now);
         else if (outcome === "timeout" && now - (lastHeard.get(t.name) ?? -Infinity) < o.failover.requestTimeoutMs) {
