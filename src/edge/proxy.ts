@@ -60,6 +60,7 @@ interface DecisionExtras {
   shapeResponse: ((response: SipMessage) => void) | undefined;
   onForkResponse: ((target: Target, response: SipMessage) => void) | undefined;
   fork: readonly Target[] | undefined;
+  rewrite: ((request: SipMessage) => void) | undefined;
 }
 
 /** Methods that create a dialog and so get Record-Route (RFC 3261 §16.6 step 4; RFC 6665; RFC 3515). */
@@ -112,7 +113,7 @@ export class Proxy {
    * `retry` re-runs a request on the next failover candidate: the original
    * bytes are processed again with the target and branch already chosen.
    */
-  private onRequest(m: SipMessage, inb: Inbound, retry?: { target: Target; branch: string; state: RetryState }): void {
+  private onRequest(m: SipMessage, inb: Inbound, retry?: { target: Target; branch: string; state: RetryState; rewrite: ((request: SipMessage) => void) | undefined }): void {
     this.stampTopVia(m, inb.source);
 
     const scheme = m.uri!.scheme;
@@ -191,6 +192,8 @@ export class Proxy {
       dest = this.d.resolver.endpoint(target);
       branch = retry.branch;
       retryState = retry.state;
+      // The router never sees this copy: its rewrites are applied again.
+      retry.rewrite?.(m);
       if (dest === undefined) {
         this.nextAttempt(m.callId, m.topVia.branch, "unresolvable");
         return;
@@ -205,6 +208,9 @@ export class Proxy {
         target = st.target;
         branch = st.branch;
         retryState = st.retry;
+        // The retransmission, the CANCEL and the non-2xx ACK carry the
+        // Request-URI the INVITE was sent with (RFC 3261 §9.1, §17.1.1.3).
+        st.rewrite?.(m);
       }
     }
     if (dest === undefined && flow !== undefined) {
@@ -244,8 +250,8 @@ export class Proxy {
       if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
         retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true };
       }
-      if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined) {
-        extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork };
+      if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined || decision.rewrite !== undefined) {
+        extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork, rewrite: decision.rewrite };
       }
     }
 
@@ -338,6 +344,8 @@ export class Proxy {
       const prev = this.d.softState.get(m.callId, callerBranch);
       const shape = extras?.shapeResponse ?? prev?.shapeResponse;
       if (shape !== undefined) st.shapeResponse = shape;
+      const rewrite = extras?.rewrite ?? prev?.rewrite;
+      if (rewrite !== undefined) st.rewrite = rewrite;
       if (prev?.forks !== undefined) st.forks = prev.forks;
       if (prev?.onForkResponse !== undefined) st.onForkResponse = prev.onForkResponse;
       if (prev?.ackBase !== undefined) st.ackBase = prev.ackBase;
@@ -430,7 +438,7 @@ export class Proxy {
     const r = parse(retry.original, { limits: this.limits });
     if (!r.ok) return "none";
     const base = st.branch.replace(/\.[0-9]+$/, "");
-    this.onRequest(r.message, retry.inbound, { target: next, branch: `${base}.${retry.attempt}`, state: retry });
+    this.onRequest(r.message, retry.inbound, { target: next, branch: `${base}.${retry.attempt}`, state: retry, rewrite: st.rewrite });
     return "retried";
   }
 

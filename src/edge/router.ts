@@ -27,6 +27,13 @@ export type RouteDecision =
       shapeResponse?: (response: SipMessage) => void;
       /** Called with each final response from a `fork` target. */
       onForkResponse?: (target: Target, response: SipMessage) => void;
+      /**
+       * The changes the decision made to the request (the rules' rewrites),
+       * made again on each copy sent later without asking the router: a
+       * failover attempt to the next target, a retransmission, the CANCEL
+       * and the ACK of a non-2xx answer.
+       */
+      rewrite?: (request: SipMessage) => void;
     }
   | { action: "reject"; status: number; reason?: string; why: string }
   | { action: "drop"; why: string };

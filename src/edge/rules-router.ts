@@ -3,7 +3,8 @@ import type { CarrierBreakers } from "../rules/carrier-breakers.js";
 import { decide } from "../rules/decide.js";
 import { MessageInput } from "../rules/input.js";
 import { applyRewrite } from "../rules/rewrite.js";
-import type { Decision, RoutingView, RulesTable, TargetGroup } from "../rules/types.js";
+import type { Decision, Rewrite, RoutingView, RulesTable, TargetGroup } from "../rules/types.js";
+import type { SipMessage } from "../sip/message.js";
 import type { RouteDecision, RouteInput, Router } from "./router.js";
 import type { Target } from "./targets.js";
 
@@ -50,6 +51,8 @@ export class RulesRouter implements Router {
   private readonly view: RoutingView;
   private readonly pbxSet: ReadonlySet<string> | undefined;
   private table: RulesTable | undefined;
+  /** The proxy's copy of each rewrite, for the copies it sends later (one function per rewrite, not per call). */
+  private readonly again = new WeakMap<Rewrite, (request: SipMessage) => void>();
 
   constructor(private readonly d: RulesRouterDeps) {
     this.byName = new Map(d.targets.map((t) => [t.name, t]));
@@ -86,16 +89,33 @@ export class RulesRouter implements Router {
         return { action: "reject", status: 500, reason: "Server Internal Error", why: `rule "${decision.rule.name}": ${r.reason}` };
       }
     }
+    const rewrite = decision.rewrite === undefined ? undefined : this.rewriteAgain(decision.rewrite);
     if (this.d.pbx !== undefined && this.isPbxGroup(decision.group)) {
       const input: RulesRouteInput = { ...ri, deviceClass: decision.deviceClass };
-      return this.d.pbx.router.route(input);
+      const d = this.d.pbx.router.route(input);
+      return rewrite === undefined || d.action !== "forward" ? d : { ...d, rewrite };
     }
     const targets = this.resolve(decision.targets);
     if (targets.length === 0) return { action: "reject", status: 503, reason: "Service Unavailable", why: `${decision.why}: no target of the edge config` };
     this.d.breakers?.noteRouted(table, decision);
     const fork = this.resolve(decision.fork);
-    if (fork.length > 0) return { action: "forward", targets: targets.filter((t) => !fork.includes(t)), fork, why: decision.why };
-    return { action: "forward", targets, why: decision.why };
+    const extra = rewrite === undefined ? {} : { rewrite };
+    if (fork.length > 0) return { action: "forward", targets: targets.filter((t) => !fork.includes(t)), fork, why: decision.why, ...extra };
+    return { action: "forward", targets, why: decision.why, ...extra };
+  }
+
+  /**
+   * The rewrite as the proxy makes it again on a later copy of the request
+   * (a failover attempt, a retransmission, the CANCEL). The copy carries
+   * what this request carried, which the rewrite already accepted.
+   */
+  private rewriteAgain(rw: Rewrite): (request: SipMessage) => void {
+    let fn = this.again.get(rw);
+    if (fn === undefined) {
+      fn = (request) => void applyRewrite(request, rw);
+      this.again.set(rw, fn);
+    }
+    return fn;
   }
 
   private isPbxGroup(g: TargetGroup): boolean {

@@ -26,6 +26,11 @@ export interface TxnState {
   ackBase?: AckBase;
   /** From the routing decision: shapes the 2xx before it is relayed. */
   shapeResponse?: (response: SipMessage) => void;
+  /**
+   * From the routing decision: its changes to the request (the rules'
+   * rewrites), made again on every later copy the router does not see.
+   */
+  rewrite?: (request: SipMessage) => void;
   onForkResponse?: (target: Target, response: SipMessage) => void;
   /** The fork copies' targets by our branch. */
   forks?: ReadonlyMap<string, Target>;
