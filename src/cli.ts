@@ -5,11 +5,12 @@
 import cluster from "node:cluster";
 import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
+import { startPrimary } from "./cluster/primary.js";
+import { startSingle } from "./cluster/single.js";
+import { startWorker } from "./cluster/worker.js";
 import { defaultConfigPath, formatConfigError, loadConfig } from "./config/index.js";
-import type { ProbeReport } from "./health/target-health.js";
-import { ConfigRefused, loadDeviceTable, run, type Running } from "./main.js";
+import { loadDeviceTable } from "./main.js";
 import { dryRun } from "./rules/dry-run.js";
-import { createLogger } from "./util/logger.js";
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -17,8 +18,11 @@ function positiveInt(v: string): number {
   return n;
 }
 
-/** Messages between the primary and its workers. */
-type WorkerMessage = { kind: "probe-result"; target: string; result: ProbeReport } | { kind: "reload" };
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected a number of seconds, 0 or more");
+  return n;
+}
 
 const program = new Command()
   .name("sip-edge")
@@ -29,10 +33,13 @@ program
   .command("start", { isDefault: true })
   .description("run the edge")
   .option("-c, --config <file>", "config file", defaultConfigPath())
-  .option("-w, --workers <n>", "worker processes, one per core (default: 1; 'auto' is not accepted, give a number)", positiveInt, 1)
-  .action(async (o: { config: string; workers: number }) => {
-    if (o.workers > 1 && cluster.isPrimary) return startPrimary(o.config, o.workers);
-    await startWorker(o.config);
+  .option("-w, --workers <n>", "worker processes sharing the listeners; 1 runs the edge in this process, with no primary", positiveInt, availableParallelism())
+  .option("--drain <seconds>", "rolling restart (SIGUSR2): how long a replaced worker keeps serving before it exits", seconds, 32)
+  .action(async (o: { config: string; workers: number; drain: number }) => {
+    // A cluster worker runs this same command line; it is told what to do by the primary.
+    if (cluster.isWorker) return startWorker(o.config);
+    if (o.workers > 1) return startPrimary({ configPath: o.config, workers: o.workers, drainSeconds: o.drain });
+    await startSingle(o.config);
   });
 
 program
@@ -82,82 +89,5 @@ program
     }
     console.log(r.text);
   });
-
-/**
- * The primary of a multi-worker edge: forks the workers, lets the first one
- * probe and relays its results to the others, restarts a worker that dies,
- * and on SIGHUP reloads the workers one by one (DESIGN.md §2.9).
- */
-function startPrimary(configPath: string, n: number): void {
-  const r = loadConfig(configPath);
-  if (!r.ok) {
-    for (const e of r.errors) console.error(formatConfigError(e));
-    process.exit(1);
-  }
-  const log = createLogger(r.value.log.level).child({ role: "primary" });
-  let prober: number | undefined;
-  let stopping = false;
-  const fork = (): void => {
-    const w = cluster.fork({ SIP_EDGE_PROBE: prober === undefined ? "active" : "follower" });
-    if (prober === undefined) prober = w.id;
-    w.on("message", (msg: WorkerMessage) => {
-      if (msg.kind !== "probe-result") return;
-      for (const other of Object.values(cluster.workers ?? {})) if (other !== undefined && other.id !== w.id) other.send(msg);
-    });
-  };
-  for (let i = 0; i < n; i++) fork();
-  cluster.on("exit", (w, code, signal) => {
-    if (stopping) return;
-    log.error({ worker: w.id, code, signal }, "worker exited; starting another");
-    if (w.id === prober) prober = undefined;
-    fork();
-  });
-  const stop = (): void => {
-    stopping = true;
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGTERM");
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  process.on("SIGHUP", () => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.send({ kind: "reload" } satisfies WorkerMessage);
-  });
-  log.info({ workers: n, cores: availableParallelism() }, "edge primary started");
-}
-
-async function startWorker(configPath: string): Promise<void> {
-  const mode = process.env.SIP_EDGE_PROBE === "follower" ? "follower" : "active";
-  let running: Running;
-  try {
-    running = await run(configPath, {
-      probe: {
-        mode,
-        ...(cluster.isWorker && mode === "active" ? { onResult: (target: string, result: ProbeReport) => process.send?.({ kind: "probe-result", target, result } satisfies WorkerMessage) } : {}),
-      },
-    });
-  } catch (e) {
-    if (e instanceof ConfigRefused) {
-      for (const line of e.errors) console.error(line);
-    } else {
-      console.error(e instanceof Error ? e.message : String(e));
-    }
-    process.exit(1);
-  }
-  if (cluster.isWorker) {
-    process.on("message", (msg: WorkerMessage) => {
-      if (msg.kind === "probe-result") running.edge.applyProbeResult(msg.target, msg.result);
-      else if (msg.kind === "reload") running.reload();
-    });
-  }
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    await running.stop();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop());
-  process.on("SIGINT", () => void stop());
-  process.on("SIGHUP", () => running.reload());
-}
 
 await program.parseAsync(process.argv);

@@ -132,15 +132,22 @@ export interface Running {
 export interface RunOptions {
   clock?: Clock;
   logger?: Logger;
-  /** Worker mode (see src/cli.ts): who probes, and where probe results go. */
-  probe?: { mode: "active" | "follower"; onResult?: (target: string, result: ProbeReport) => void };
+  /** Worker mode (see src/cluster/): who probes, where probe results go, and the results to start from. */
+  probe?: {
+    mode: "active" | "follower";
+    onResult?: (target: string, result: ProbeReport) => void;
+    seed?: ReadonlyArray<{ target: string; result: ProbeReport }>;
+  };
+  /** Fields on every log line of this edge (a cluster worker's id). */
+  logBindings?: Record<string, unknown>;
 }
 
 export async function run(configPath: string, opts: RunOptions = {}): Promise<Running> {
   const r = loadConfig(configPath);
   if (!r.ok) throw new ConfigRefused(r.errors.map(formatConfigError));
   let config = r.value;
-  const logger = opts.logger ?? createLogger(config.log.level);
+  const base = opts.logger ?? createLogger(config.log.level);
+  const logger = opts.logBindings === undefined ? base : base.child(opts.logBindings);
   const clock = opts.clock ?? systemClock;
   const dt = loadDeviceTable(config.policy.deviceTable);
   if (!dt.ok) throw new ConfigRefused(dt.errors);
@@ -188,6 +195,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   if (opts.probe !== undefined && eo.health !== undefined) {
     eo.health.mode = opts.probe.mode;
     if (opts.probe.onResult !== undefined) eo.health.onProbeResult = opts.probe.onResult;
+    if (opts.probe.seed !== undefined) eo.health.seed = opts.probe.seed;
   }
   const edge = await Edge.start(eo);
   rules?.watch();

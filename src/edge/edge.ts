@@ -60,6 +60,12 @@ export interface EdgeOptions {
      */
     mode?: "active" | "follower";
     onProbeResult?: (target: string, result: ProbeReport) => void;
+    /**
+     * Probe results to apply before the edge takes traffic, oldest first: a
+     * fresh cluster worker gets the recent results of the worker that
+     * probes, so it does not start with a dead Main presumed usable.
+     */
+    seed?: ReadonlyArray<{ target: string; result: ProbeReport }>;
   };
   /** The Main/Standby failover policy (DESIGN.md §2.3); needs `health` and two targets. */
   policy?: { options: Partial<PolicyOptions>; table: DeviceTable };
@@ -99,8 +105,8 @@ export class Edge {
     readonly health: ReadonlyMap<string, TargetHealth>,
     /** The Main/Standby policy, with its ops actions (force failover, failback, pin, drain). */
     readonly policy: FailoverPolicy | undefined,
-    private readonly monitor: HealthMonitor | undefined,
-    private readonly prober: Prober | undefined,
+    /** Builds the prober and its scheduler; undefined when probing is off. */
+    private readonly makeProbing: (() => { prober: Prober; monitor: HealthMonitor }) | undefined,
     /** Builds a router over a target list (kept for reloads). */
     private readonly makeRouter: (targets: readonly Target[]) => Router,
     /** Outcomes of `dual` REGISTER copies per device class (from the policy router in use). */
@@ -110,6 +116,8 @@ export class Edge {
     this.router = router;
     this.startedAt = o.clock.wallNow();
   }
+
+  private probing: { prober: Prober; monitor: HealthMonitor } | undefined;
 
   static async start(o: EdgeOptions): Promise<Edge> {
     const targets = o.targets.map(makeTarget);
@@ -127,33 +135,39 @@ export class Edge {
 
     // Health: one state machine per target, transitions logged once each.
     const health = new Map<string, TargetHealth>();
-    let monitor: HealthMonitor | undefined;
-    let prober: Prober | undefined;
+    let makeProbing: (() => { prober: Prober; monitor: HealthMonitor }) | undefined;
     if (o.health !== undefined) {
-      const hopts = resolveHealthOptions(o.health.options);
+      const ho = o.health;
+      const hopts = resolveHealthOptions(ho.options);
       const hlog = log.child({ module: "health" });
       for (const t of targets) {
-        health.set(t.name, new TargetHealth(t.name, hopts, o.clock, (tr) => hlog.info(tr, `target ${tr.target}: ${tr.from ?? "start"} -> ${tr.to}${tr.draining ? " (draining)" : ""}: ${tr.reason}`)));
+        const h = new TargetHealth(t.name, hopts, o.clock, (tr) => hlog.info(tr, `target ${tr.target}: ${tr.from ?? "start"} -> ${tr.to}${tr.draining ? " (draining)" : ""}: ${tr.reason}`));
+        health.set(t.name, h);
+      }
+      for (const s of ho.seed ?? []) {
+        const h = health.get(s.target);
+        if (h !== undefined) h.probeResult(h.beginProbe(), s.result);
       }
       const via = listeners.find((l) => l.transport === "udp") ?? listeners[0]!;
-      if (o.health.mode !== "follower") prober = new Prober({
-        clock: o.clock,
-        logger: hlog,
-        timeoutMs: hopts.probeTimeoutMs,
-        viaHost: via.advertise,
-        closeStreamAfterTimeouts: o.health.closeStreamAfterTimeouts,
-        ...(o.health.sourceAddress === undefined ? {} : { sourceAddress: o.health.sourceAddress }),
-        ...(o.tls === undefined ? {} : { tls: { ...(o.tls.ca === undefined ? {} : { ca: o.tls.ca }), rejectUnauthorized: o.tls.verifyPeer !== false } }),
-      });
-      if (prober !== undefined) {
-        monitor = new HealthMonitor(
+      makeProbing = () => {
+        const prober = new Prober({
+          clock: o.clock,
+          logger: hlog,
+          timeoutMs: hopts.probeTimeoutMs,
+          viaHost: via.advertise,
+          closeStreamAfterTimeouts: ho.closeStreamAfterTimeouts,
+          ...(ho.sourceAddress === undefined ? {} : { sourceAddress: ho.sourceAddress }),
+          ...(o.tls === undefined ? {} : { tls: { ...(o.tls.ca === undefined ? {} : { ca: o.tls.ca }), rejectUnauthorized: o.tls.verifyPeer !== false } }),
+        });
+        const monitor = new HealthMonitor(
           prober,
           targets.map((t) => ({ health: health.get(t.name)!, probeTarget: () => probeTargetOf(t, resolver) })),
           o.clock,
           hlog,
-          o.health.onProbeResult,
+          ho.onProbeResult,
         );
-      }
+        return { prober, monitor };
+      };
     }
 
     // Policy: Main is the lowest priority number, Standby the next.
@@ -227,10 +241,10 @@ export class Edge {
         if (tr.to === "down" || tr.to === "disabled") proxy.targetDown(tr.target);
       });
     }
-    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, monitor, prober, makeRouter, () => policyRouter?.dualStatus() ?? {});
+    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, makeProbing, makeRouter, () => policyRouter?.dualStatus() ?? {});
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
-    monitor?.start();
+    if (o.health?.mode !== "follower") edge.setProbing(true);
     log.info({ listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`), targets: targets.map((t) => `${t.name}=${t.uri}`) }, "edge started");
     return edge;
   }
@@ -239,6 +253,22 @@ export class Edge {
   applyProbeResult(target: string, result: ProbeReport): void {
     const h = this.health.get(target);
     if (h !== undefined) h.probeResult(h.beginProbe(), result);
+  }
+
+  /**
+   * Starts or stops OPTIONS probing. In a cluster one worker probes and the
+   * primary moves that role when the worker is restarted or dies; the
+   * others apply its results through `applyProbeResult`.
+   */
+  setProbing(on: boolean): void {
+    if (on && this.probing === undefined && this.makeProbing !== undefined) {
+      this.probing = this.makeProbing();
+      this.probing.monitor.start();
+    } else if (!on && this.probing !== undefined) {
+      this.probing.monitor.stop();
+      this.probing.prober.stop();
+      this.probing = undefined;
+    }
   }
 
   get targets(): readonly Target[] {
@@ -272,8 +302,7 @@ export class Edge {
   }
 
   async stop(): Promise<void> {
-    this.monitor?.stop();
-    this.prober?.stop();
+    this.setProbing(false);
     this.policy?.close();
     for (const h of this.health.values()) h.close();
     await this.transport.stop();

@@ -65,6 +65,10 @@ export class HealthMonitor {
       return;
     }
     this.prober.probe(pt, (r) => {
+      // After stop() a result says nothing about the target: it is the
+      // prober's own "prober stopped" report, or a reply that raced the
+      // hand-over of probing to another cluster worker.
+      if (!this.running) return;
       const applied = t.health.probeResult(ticket, r);
       if (applied === "applied") this.onResult?.(t.health.name, r);
       if (applied === "stale" && this.logger.isLevelEnabled("debug")) this.logger.debug({ target: pt.name }, "stale probe result ignored");

@@ -145,7 +145,10 @@ export class Prober {
     // A socket error (e.g. ICMP-driven) must never crash the process.
     s.on("error", (err) => this.o.logger.warn({ err: err.message }, "probe socket error"));
     const src = this.o.sourceAddress;
-    s.bind({ port: 0, ...(src !== undefined && src !== "" && (isIP(src) === 6) === (family === 6) ? { address: src } : {}) });
+    // exclusive: in a cluster worker a plain bind(0) would share one socket
+    // owned by the primary with every worker, and the reply to this
+    // worker's probe could be read by another that never sent it.
+    s.bind({ port: 0, exclusive: true, ...(src !== undefined && src !== "" && (isIP(src) === 6) === (family === 6) ? { address: src } : {}) });
     this.udp.set(family, s);
     return s;
   }

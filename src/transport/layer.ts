@@ -164,6 +164,15 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     await Promise.all([...this.udpListeners.map((u) => u.close()), ...this.streamListeners.map((s) => s.close())]);
   }
 
+  /**
+   * Stops accepting stream connections; open connections and UDP keep
+   * working. A draining cluster worker calls it so new connections go to
+   * the other workers while its own still finish what they carry.
+   */
+  stopAccepting(): void {
+    for (const s of this.streamListeners) s.stopAccepting();
+  }
+
   get listeners(): readonly BoundListener[] {
     return this.boundListeners;
   }

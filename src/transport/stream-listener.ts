@@ -117,6 +117,15 @@ export class StreamListener {
     });
   }
 
+  /**
+   * Stops accepting; connections already accepted carry on (a draining
+   * cluster worker). Not awaited: net.Server's close callback waits for
+   * every open connection to end.
+   */
+  stopAccepting(): void {
+    if (!this.closed && this.server.listening) this.server.close();
+  }
+
   /** Stops accepting and destroys every socket that has not become a flow yet. */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();

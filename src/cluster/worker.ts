@@ -1,0 +1,119 @@
+/**
+ * One worker of a multi-worker edge: a full edge (src/main.ts) that does
+ * not probe unless the primary says so, applies the prober's results, and
+ * drains on request. Its soft state (CANCEL affinity, per-request failover)
+ * is its own; responses are routed by Via, so any worker relays them.
+ */
+import cluster from "node:cluster";
+import { ConfigRefused, run, type Running } from "../main.js";
+import { toWorker, type SeedEntry, type ToPrimary, type ToWorker } from "./messages.js";
+
+/** Without a seed this long after "hello" (a primary that never answers), the worker starts from nothing. */
+const SEED_WAIT_MS = 10_000;
+
+/** Prints why an edge could not start and exits 1. */
+export function exitOnStartFailure(e: unknown): never {
+  if (e instanceof ConfigRefused) {
+    for (const line of e.errors) console.error(line);
+  } else {
+    console.error(e instanceof Error ? e.message : String(e));
+  }
+  process.exit(1);
+}
+
+function send(m: ToPrimary): void {
+  if (process.connected) process.send?.(m, undefined, {}, () => {});
+}
+
+export async function startWorker(configPath: string): Promise<void> {
+  const id = cluster.worker?.id ?? 0;
+  let running: Running | undefined;
+  let stopping = false;
+  let draining = false;
+  /** What arrived before the edge was up, applied in order once it is. */
+  const early: ToWorker[] = [];
+  let gotSeed: (results: readonly SeedEntry[]) => void = () => {};
+  const seed = new Promise<readonly SeedEntry[]>((resolve) => {
+    gotSeed = resolve;
+  });
+
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await running?.stop();
+    process.exit(0);
+  };
+
+  const drain = (ms: number): void => {
+    if (running === undefined || draining) return;
+    draining = true;
+    running.edge.setProbing(false);
+    running.edge.transport.stopAccepting();
+    setTimeout(() => void stop(), ms);
+  };
+
+  const apply = (m: ToWorker): void => {
+    if (running === undefined) {
+      if (m.kind === "stop") void stop();
+      else if (m.kind !== "seed") early.push(m);
+      return;
+    }
+    switch (m.kind) {
+      case "seed":
+        return;
+      case "probe-result":
+        running.edge.applyProbeResult(m.target, m.result);
+        return;
+      case "probe":
+        running.edge.setProbing(m.on && !draining);
+        return;
+      case "reload":
+        running.reload();
+        return;
+      case "drain":
+        drain(m.ms);
+        return;
+      case "stop":
+        void stop();
+        return;
+    }
+  };
+
+  process.on("message", (raw: unknown) => {
+    const m = toWorker(raw);
+    if (m === undefined) return;
+    if (m.kind === "seed") gotSeed(m.results);
+    else apply(m);
+  });
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+  // The primary decides on reloads and restarts; a signal sent to the whole
+  // process group (a closing terminal) must neither kill a worker (the
+  // default action) nor reload it a second time.
+  process.on("SIGHUP", () => {});
+  process.on("SIGUSR2", () => {});
+
+  send({ kind: "hello" });
+  let timer: NodeJS.Timeout | undefined;
+  const results = await Promise.race([
+    seed,
+    new Promise<readonly SeedEntry[]>((resolve) => {
+      timer = setTimeout(() => resolve([]), SEED_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  try {
+    running = await run(configPath, {
+      probe: { mode: "follower", onResult: (target, result) => send({ kind: "probe-result", target, result }), seed: results },
+      logBindings: { worker: id, pid: process.pid },
+    });
+  } catch (e) {
+    exitOnStartFailure(e);
+  }
+  for (const m of early.splice(0)) apply(m);
+  if (stopping) {
+    await running.stop();
+    process.exit(0);
+  }
+  send({ kind: "ready", listeners: running.edge.listeners.map((l) => `${l.transport}:${l.address}:${l.port}`) });
+}

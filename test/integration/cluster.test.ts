@@ -1,0 +1,293 @@
+/**
+ * The real CLI with `--workers 2` on 127.0.0.1: both workers serve, one
+ * probes, a killed worker is replaced and the prober role moves, and a
+ * rolling restart under a steady stream of requests loses none. Every wait
+ * is on an event (a log line, a packet) with a generous bound.
+ */
+import t, { type Test } from "tap";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UdpPeer, pbxBehaviour } from "../helpers/edge-live.js";
+import { waitFor } from "../helpers/wait.js";
+
+const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
+const WAIT = { timeoutMs: 30_000 };
+
+type LogLine = Record<string, unknown> & { msg?: string; worker?: number; pid?: number; role?: string };
+
+/** One `sip-edge start` process tree; `stop()` ends the primary and any worker left behind. */
+class EdgeProcess {
+  readonly lines: LogLine[] = [];
+  stderr = "";
+  private exited = false;
+  private buf = "";
+
+  private constructor(readonly proc: ChildProcess) {
+    proc.stdout!.on("data", (d: Buffer) => {
+      this.buf += d.toString("utf8");
+      let nl: number;
+      while ((nl = this.buf.indexOf("\n")) >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          // Not a log line (a stray print): nothing to wait on.
+        }
+      }
+    });
+    proc.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString("utf8")));
+    proc.on("exit", () => (this.exited = true));
+  }
+
+  static start(config: string, args: string[]): EdgeProcess {
+    // execArgv carries the TypeScript loader the test runs under; cluster
+    // workers inherit it from the primary.
+    return new EdgeProcess(spawn(process.execPath, [...process.execArgv, CLI, "start", "--config", config, ...args], { stdio: ["ignore", "pipe", "pipe"] }));
+  }
+
+  primary(msg: string): LogLine[] {
+    return this.lines.filter((l) => l.role === "primary" && l.msg === msg);
+  }
+
+  line(pred: (l: LogLine) => boolean, what: string): Promise<LogLine> {
+    return waitFor(() => this.lines.find(pred), { ...WAIT, what });
+  }
+
+  /** pid of a worker, from its own log lines. */
+  pidOf(worker: number): number | undefined {
+    return this.lines.find((l) => l.worker === worker && l.role === undefined && typeof l.pid === "number")?.pid;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.kill(sig);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.exited) {
+      this.proc.kill("SIGTERM");
+      await waitFor(() => this.exited, { ...WAIT, what: "the primary to exit" }).catch(() => this.proc.kill("SIGKILL"));
+    }
+    // Workers exit with their primary; any that did not is ended here.
+    for (const pid of new Set(this.lines.map((l) => l.pid).filter((p): p is number => typeof p === "number"))) {
+      try {
+        process.kill(pid, 0);
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+}
+
+/** A port free for both UDP and TCP on 127.0.0.1 (cluster workers must all bind the same one). */
+async function freePort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1");
+    await once(srv, "listening");
+    const port = (srv.address() as AddressInfo).port;
+    const u = createSocket("udp4");
+    const ok = await new Promise<boolean>((resolve) => {
+      u.once("error", () => resolve(false));
+      u.bind(port, "127.0.0.1", () => resolve(true));
+    });
+    u.close();
+    srv.close();
+    if (ok) return port;
+  }
+  throw new Error("no free port");
+}
+
+function configFile(port: number, mainPort: number, standbyPort: number, level: string): { dir: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), "sip-edge-cluster-"));
+  const file = join(dir, "edge.yaml");
+  writeFileSync(
+    file,
+    [
+      `log: { level: ${level} }`,
+      "listen:",
+      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
+      `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
+      "targets:",
+      `  - { name: main, uri: "sip:127.0.0.1:${mainPort}" }`,
+      `  - { name: standby, uri: "sip:127.0.0.1:${standbyPort}" }`,
+      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+      "",
+    ].join("\n"),
+  );
+  return { dir, file };
+}
+
+function options(edgePort: number, callId: string, via: string): string {
+  return [
+    `OPTIONS sip:127.0.0.1:${edgePort} SIP/2.0`,
+    `Via: SIP/2.0/${via};branch=z9hG4bK-${callId};rport`,
+    "Max-Forwards: 70",
+    "From: <sip:probe@127.0.0.1>;tag=c1",
+    `To: <sip:127.0.0.1:${edgePort}>`,
+    `Call-ID: ${callId}`,
+    "CSeq: 1 OPTIONS",
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+/** Call-IDs answered 200 in what a client received. */
+function answered(messages: readonly string[]): Set<string> {
+  const ids = new Set<string>();
+  for (const m of messages) {
+    if (!m.startsWith("SIP/2.0 200 ")) continue;
+    const id = /\r\nCall-ID: (\S+)/i.exec(m)?.[1];
+    if (id !== undefined) ids.add(id);
+  }
+  return ids;
+}
+
+/** A fake PBX on UDP that answers like pbxBehaviour and records who probes it (From tag = one Prober instance). */
+async function fakePbx(): Promise<{ peer: UdpPeer; probers: string[] }> {
+  const probers: string[] = [];
+  const peer = await UdpPeer.open((text, p, rinfo) => {
+    if (text.startsWith("OPTIONS ")) probers.push(/\r\nFrom: [^\r]*;tag=([^;\r]+)/i.exec(text)?.[1] ?? "?");
+    pbxBehaviour(text, p, rinfo);
+  });
+  return { peer, probers };
+}
+
+async function setup(t: Test, level: string, drainSeconds: number) {
+  const main = await fakePbx();
+  const standby = await fakePbx();
+  const port = await freePort();
+  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, level);
+  const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", String(drainSeconds)]);
+  const phone = await UdpPeer.open();
+  t.teardown(async () => {
+    await edge.stop();
+    phone.close();
+    main.peer.close();
+    standby.peer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  return { main, standby, port, edge, phone };
+}
+
+t.test("two workers serve requests, one of them probes, a killed worker is replaced and the prober role moves", async (t) => {
+  const { main, port, edge, phone } = await setup(t, "debug", 1);
+  t.equal(edge.primary("prober elected").length, 1, "one prober elected");
+
+  // The shared UDP socket hands each datagram to whichever worker reads
+  // first: send batches until both have logged one of ours.
+  const servedBy = new Set<number>();
+  let sent = 0;
+  for (let batch = 0; batch < 200 && servedBy.size < 2; batch++) {
+    for (let i = 0; i < 10; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
+    await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: `${sent} OPTIONS answered` });
+    for (const l of edge.lines) if (l.msg === "rx" && typeof l.worker === "number" && /opt-/.test(String(l.callId))) servedBy.add(l.worker);
+  }
+  t.same([...servedBy].sort(), [1, 2], `both workers answered OPTIONS (${sent} sent, all answered 200)`);
+
+  // Probed once per interval: every probe comes from one Prober (one From tag).
+  await waitFor(() => main.probers.length >= 4, { ...WAIT, what: "four probes of Main" });
+  t.equal(new Set(main.probers).size, 1, "Main is probed by one worker only");
+
+  const prober = edge.primary("prober elected")[0]!.worker!;
+  const pid = edge.pidOf(prober);
+  t.ok(pid !== undefined, "the prober's pid is in its log lines");
+  const before = main.probers.length;
+  const oldTag = main.probers[0]!;
+  process.kill(pid!, "SIGKILL");
+  await edge.line((l) => l.role === "primary" && l.msg === "worker exited: starting another" && l.worker === prober, "the primary to see the prober die");
+  await edge.line((l) => l.role === "primary" && l.msg === "prober elected" && l.previous === prober, "another prober elected");
+  await waitFor(() => edge.primary("worker ready").length >= 3, { ...WAIT, what: "a replacement worker ready" });
+  await waitFor(() => main.probers.slice(before).filter((tag) => tag !== oldTag).length >= 3, { ...WAIT, what: "three probes from the new prober" });
+  const after = main.probers.slice(before).filter((tag) => tag !== oldTag);
+  t.equal(new Set(after).size, 1, "after the hand-over one worker probes");
+
+  // The survivors still serve.
+  const base = sent;
+  for (let i = 0; i < 20; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
+  await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: "OPTIONS answered after the crash" });
+  t.equal(answered(phone.received).size - base, 20, "requests after the crash all answered");
+});
+
+t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none; open TCP connections drain", async (t) => {
+  const { main, port, edge, phone } = await setup(t, "info", 4);
+
+  // An open TCP connection, served by one of the first two workers.
+  const tcp: Socket = connect(port, "127.0.0.1");
+  await once(tcp, "connect");
+  const tcpRx: string[] = [];
+  let tcpClosed = false;
+  tcp.on("data", (d: Buffer) => tcpRx.push(d.toString("latin1")));
+  tcp.on("close", () => (tcpClosed = true));
+  tcp.on("error", () => {});
+  t.teardown(() => {
+    tcp.destroy();
+  });
+  const tcpVia = `TCP 127.0.0.1:${tcp.localPort!}`;
+  tcp.write(options(port, "tcp-0", tcpVia));
+  await waitFor(() => answered(tcpRx).has("tcp-0"), { ...WAIT, what: "OPTIONS over TCP answered" });
+
+  // A closed loop of requests, a few in flight, bounded in count; it runs
+  // until told to stop once the restart is over.
+  const MAX = 50_000;
+  const WINDOW = 4;
+  let sent = 0;
+  let stopSending = false;
+  const inFlight = (): number => sent - answered(phone.received).size;
+  const pump = (): void => {
+    while (!stopSending && sent < MAX && inFlight() < WINDOW) phone.send(options(port, `roll-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
+  };
+  phone.sock.on("message", pump);
+  pump();
+  await waitFor(() => answered(phone.received).size >= 200, { ...WAIT, what: "200 requests answered before the restart" });
+  const atSignal = sent;
+
+  edge.signal("SIGUSR2");
+  await edge.line((l) => l.role === "primary" && l.msg === "rolling restart done", "the rolling restart to finish");
+  t.same(
+    edge.primary("worker draining").map((l) => l.worker).sort(),
+    [1, 2],
+    "each old worker drained only after its replacement was ready",
+  );
+  t.same(edge.primary("worker ready").map((l) => l.worker).slice(2), [3, 4], "replacements came up one at a time");
+
+  // Both old workers are draining now: the open connection is still served,
+  // and a new connection goes to a replacement.
+  tcp.write(options(port, "tcp-1", tcpVia));
+  await waitFor(() => answered(tcpRx).has("tcp-1") || tcpClosed, { ...WAIT, what: "OPTIONS over the draining TCP connection" });
+  t.ok(answered(tcpRx).has("tcp-1"), "a connection open before the restart is served while its worker drains");
+  const fresh: Socket = connect(port, "127.0.0.1");
+  t.teardown(() => {
+    fresh.destroy();
+  });
+  const freshRx: string[] = [];
+  fresh.on("data", (d: Buffer) => freshRx.push(d.toString("latin1")));
+  fresh.on("error", () => {});
+  await once(fresh, "connect");
+  fresh.write(options(port, "tcp-2", `TCP 127.0.0.1:${fresh.localPort!}`));
+  await waitFor(() => answered(freshRx).has("tcp-2"), { ...WAIT, what: "OPTIONS over a new TCP connection" });
+  t.pass("a new connection during the drain is served");
+
+  await waitFor(() => edge.primary("drained worker exited").length >= 2, { ...WAIT, what: "both old workers to exit" });
+  await waitFor(() => tcpClosed, { ...WAIT, what: "the old TCP connection to close with its worker" });
+  t.pass("the old worker closed its connection when the drain ended");
+
+  stopSending = true;
+  await waitFor(() => inFlight() === 0, { ...WAIT, what: "every request in flight to be answered" });
+  t.ok(sent > atSignal, `the stream ran through the restart (${sent - atSignal} requests after the signal)`);
+  t.equal(answered(phone.received).size, sent, `all ${sent} requests answered, none lost`);
+
+  // The new workers probe Main (once per interval, one prober).
+  const n = main.probers.length;
+  await waitFor(() => main.probers.length >= n + 2, { ...WAIT, what: "probes after the restart" });
+  t.equal(new Set(main.probers.slice(n + 1)).size, 1, "after the restart one worker probes");
+  t.equal(edge.primary("worker exited: starting another").length, 0, "no worker crashed");
+});
