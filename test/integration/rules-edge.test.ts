@@ -2,10 +2,13 @@
  * The rules engine plugged into an edge started by `run()` (real UDP sockets
  * on 127.0.0.0/8): source and method rejects, a carrier group routed in the
  * rules' own order with a Request-URI rewrite seen at the far end, the PBX
- * group through the failover policy; a rules file with a YAML error is
- * refused on reload (logged with file:line:column) while the old rules keep
- * routing, and a good file then takes over. Also `sip-edge explain` on the
- * shipped least-cost-routing example.
+ * group through the failover policy (with a rewrite); the rewrite kept on
+ * every copy the router does not see (the failover attempt to the next
+ * target, the ACK of an absorbed 503, the CANCEL); a rules file with a YAML
+ * error, and one naming an unknown group, refused on reload (the YAML error
+ * logged with file:line:column) while the old rules keep routing, and a
+ * good file then takes over. Also `sip-edge explain` on the shipped
+ * least-cost-routing example.
  */
 import t from "tap";
 import { spawn } from "node:child_process";
@@ -16,7 +19,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { run } from "../../src/main.js";
 import { createLogger } from "../../src/util/logger.js";
-import { UdpPeer, pbxBehaviour, portOf } from "../helpers/edge-live.js";
+import { UdpPeer, answer, pbxBehaviour, portOf } from "../helpers/edge-live.js";
 import { waitFor } from "../helpers/wait.js";
 
 /** A second loopback address, so a source rule can tell two phones apart. */
@@ -37,6 +40,10 @@ const RULES_V1 = [
   "  - name: no-subscribe",
   "    match: { method: SUBSCRIBE }",
   '    reject: { status: 403, reason: "No Subscriptions" }',
+  "  - name: emergency",
+  '    match: { requestUri: { user: "112" } }',
+  "    route: pbx",
+  '    rewrite: { requestUri: { user: "emergency" } }',
   "  - name: international",
   "    match:",
   "      method: INVITE",
@@ -57,9 +64,13 @@ const RULES_V2 = RULES_V1.replace("target: carrier-a, priority: 1", "target: car
   'reject: { status: 489, reason: "Bad Event" }',
 );
 
+/** Valid YAML, but the default rule routes to a group that does not exist. */
+const RULES_UNKNOWN_GROUP = RULES_V1.replace("  - name: default\n    route: pbx\n", "  - name: default\n    route: nosuchgroup\n");
+
 /** A mapping opened with `{` and never closed: a YAML syntax error. */
 const RULES_BROKEN = ["rules:", "  - name: half-written", "    match: { method: INVITE", "    route: pbx", ""].join("\n");
 
+/** A request from a phone; a CANCEL shares its INVITE's id (branch, Call-ID) and CSeq number (RFC 3261 §9.1). */
 function request(method: string, user: string, id: string, from: { ip: string; port: number }): string {
   return [
     `${method} sip:${user}@127.0.0.1 SIP/2.0`,
@@ -78,6 +89,30 @@ function request(method: string, user: string, id: string, from: { ip: string; p
 }
 
 /** Collects the JSON log lines of the edge. */
+/**
+ * How a switchable peer answers an INVITE: like a PBX, refusing it (503,
+ * then absorbing the ACK), or ringing until the caller cancels (180; 200 to
+ * the CANCEL and 487 to the INVITE).
+ */
+type Mode = "answer" | "refuse" | "ring";
+
+function switchable(mode: () => Mode): (text: string, p: UdpPeer, rinfo: { address: string; port: number }) => void {
+  return (text, p, rinfo) => {
+    const m = mode();
+    const reply = (r: string): void => void p.sock.send(r, rinfo.port, rinfo.address);
+    if (m === "refuse" && text.startsWith("INVITE ")) return reply(answer(text, "503 Service Unavailable"));
+    if (m === "ring" && text.startsWith("INVITE ")) return reply(answer(text, "180 Ringing"));
+    if (m === "ring" && text.startsWith("CANCEL ")) {
+      reply(answer(text, "200 OK"));
+      // The 487 answers the INVITE: same Via, From, To, Call-ID and CSeq number, method INVITE.
+      const invite = text.replace(/^CANCEL /, "INVITE ").replace(/\r\nCSeq: (\d+) CANCEL/, "\r\nCSeq: $1 INVITE");
+      return reply(answer(invite, "487 Request Terminated"));
+    }
+    if (text.startsWith("ACK ")) return;
+    pbxBehaviour(text, p, rinfo);
+  };
+}
+
 class LogLines extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
@@ -87,9 +122,11 @@ class LogLines extends Writable {
 }
 
 t.test("rules in the running edge: reject, route, rewrite; a broken file keeps the old rules; a good one takes over", async (t) => {
-  const main = await UdpPeer.open(pbxBehaviour);
+  let mainMode: Mode = "answer";
+  let carrierAMode: Mode = "answer";
+  const main = await UdpPeer.open(switchable(() => mainMode));
   const standby = await UdpPeer.open(pbxBehaviour);
-  const carrierA = await UdpPeer.open(pbxBehaviour);
+  const carrierA = await UdpPeer.open(switchable(() => carrierAMode));
   const carrierB = await UdpPeer.open(pbxBehaviour);
   const phone = await UdpPeer.open();
   const blocked = createSocket("udp4");
@@ -149,6 +186,34 @@ t.test("rules in the running edge: reject, route, rewrite; a broken file keeps t
 
   t.match(await ask("INVITE", "2001"), /^SIP\/2\.0 200 OK\r\n/, "the PBX group answers");
   t.ok(arrivedAt(main, "INVITE sip:2001@127.0.0.1 SIP/2.0"), "the default rule sends the call to Main through the failover policy");
+  t.match(await ask("INVITE", "112"), /^SIP\/2\.0 200 OK\r\n/, "a PBX group rule with a rewrite answers");
+  t.ok(arrivedAt(main, "INVITE sip:emergency@127.0.0.1 SIP/2.0"), "Request-URI rewritten by the rule, Main chosen by the policy");
+
+  // The rewrite on copies the router never sees. Main refuses: the
+  // per-request failover takes the call to the Standby.
+  mainMode = "refuse";
+  const standbyInvites = standby.received.length;
+  t.match(await ask("INVITE", "112"), /^SIP\/2\.0 200 OK\r\n/, "Main refuses with 503, the Standby answers");
+  mainMode = "answer";
+  t.ok(standby.received.slice(standbyInvites).some((m) => m.startsWith("INVITE sip:emergency@127.0.0.1 SIP/2.0\r\n")), "the failover attempt carries the rule's rewrite");
+  t.ok(await waitFor(() => main.received.some((m) => m.startsWith("ACK sip:emergency@127.0.0.1 SIP/2.0\r\n")), { what: "the ACK of the absorbed 503" }), "the ACK of the absorbed 503 has the INVITE's rewritten Request-URI");
+  // A carrier refusing: the next carrier gets the rewritten number too.
+  carrierAMode = "refuse";
+  t.match(await ask("INVITE", "0031201234567"), /^SIP\/2\.0 200 OK\r\n/, "carrier-a refuses, carrier-b answers");
+  carrierAMode = "answer";
+  t.ok(arrivedAt(carrierA, "INVITE sip:+31201234567@127.0.0.1 SIP/2.0"), "carrier-a was tried first");
+  t.ok(arrivedAt(carrierB, "INVITE sip:+31201234567@127.0.0.1 SIP/2.0"), "carrier-b got the rewritten Request-URI");
+  t.notOk(arrivedAt(carrierB, "INVITE sip:0031201234567@127.0.0.1 SIP/2.0"), "never the number as dialled");
+  // A ringing call cancelled by the phone: the CANCEL names what the carrier got.
+  carrierAMode = "ring";
+  const ringId = `e${++n}`;
+  const phoneAt = { ip: "127.0.0.1", port: phone.port };
+  phone.send(request("INVITE", "0041441234567", ringId, phoneAt), edgePort);
+  await waitFor(() => phone.received.find((m) => m.startsWith("SIP/2.0 180 ") && m.includes(`Call-ID: ${ringId}\r\n`)), { what: "180 from carrier-a" });
+  phone.send(request("CANCEL", "0041441234567", ringId, phoneAt), edgePort);
+  await waitFor(() => phone.received.find((m) => m.startsWith("SIP/2.0 487 ") && m.includes(`Call-ID: ${ringId}\r\n`)), { what: "487 after the CANCEL" });
+  carrierAMode = "answer";
+  t.ok(arrivedAt(carrierA, "CANCEL sip:+41441234567@127.0.0.1 SIP/2.0"), "the CANCEL has the INVITE's rewritten Request-URI (RFC 3261 §9.1)");
 
   // A YAML syntax error: refused, logged with file:line:column, old rules stay.
   writeFileSync(join(dir, "rules.yaml"), RULES_BROKEN);
@@ -158,6 +223,11 @@ t.test("rules in the running edge: reject, route, rewrite; a broken file keeps t
   t.match(await ask("SUBSCRIBE", "2001"), /^SIP\/2\.0 403 No Subscriptions\r\n/, "the old reject rule still answers");
   t.match(await ask("INVITE", "0044201234567"), /^SIP\/2\.0 200 OK\r\n/, "the old route rule still routes");
   t.ok(arrivedAt(carrierA, "INVITE sip:+44201234567@127.0.0.1 SIP/2.0"), "with the old rewrite, to the old first carrier");
+
+  // Valid YAML naming a group that does not exist: refused too.
+  writeFileSync(join(dir, "rules.yaml"), RULES_UNKNOWN_GROUP);
+  t.equal(running.reload(), false, "a rules file naming an unknown group is refused");
+  t.match(await ask("SUBSCRIBE", "2001"), /^SIP\/2\.0 403 No Subscriptions\r\n/, "the old rules still route real traffic");
 
   // A good file: the new rules apply to the next requests.
   writeFileSync(join(dir, "rules.yaml"), RULES_V2);
