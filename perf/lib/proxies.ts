@@ -100,7 +100,9 @@ export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | u
   const config = join(workDir, "edge.yaml");
   writeFileSync(config, edgeConfigYaml(port, pbxs));
   const args = [cli, "start", "--config", config];
-  if (workers !== undefined) args.push("--workers", String(workers));
+  // Always explicit: sip-edge's own default is one worker per core, and the
+  // recorded runs are one edge process unless --edge-workers says otherwise.
+  args.push("--workers", String(workers ?? 1));
   const child = startChild("sip-edge", process.execPath, args, { cwd: workDir });
   await waitListening(child, port, 20_000);
   return { kind: "edge", host: HOST, port, child, stop: () => child.stop() };
