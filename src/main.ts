@@ -185,6 +185,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
       const o = callOutcome(outcome, status);
       if (o !== undefined) cb.recordTarget(store.current(), t.name, o);
     };
+    eo.breakerJudges = (t) => store.current().carrierOfTarget.has(t.name);
     // The Main/Standby pair is read from the targets each router is built
     // over (start and every reload), so a reload that renames or reorders
     // targets never leaves the rules comparing against the old pair.

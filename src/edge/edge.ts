@@ -46,6 +46,14 @@ export interface EdgeOptions {
    * breakers count each call; health gets its own filtered view).
    */
   onTargetOutcome?: ProxyObserver["targetOutcome"];
+  /**
+   * Targets whose refused calls a carrier breaker judges (DESIGN.md §2.5):
+   * their failure responses (503, ...) are not passive health signals, or
+   * health would take a carrier that answers probes but refuses calls down
+   * after a few calls and back up after a few probes, flapping under the
+   * breaker's cool-down. Timeouts and transport errors still count.
+   */
+  breakerJudges?: (t: Target) => boolean;
   resolver?: TargetResolver;
   /** OPTIONS probing and the health state machine (DESIGN.md §2.2); off when absent. */
   health?: {
@@ -208,8 +216,10 @@ export class Edge {
       targetOutcome: (t, outcome, status) => {
         o.onTargetOutcome?.(t, outcome, status);
         const now = o.clock.now();
-        if (outcome === "response" || outcome === "failure-response") lastHeard.set(t.name, now);
-        else if (outcome === "timeout" && now - (lastHeard.get(t.name) ?? -Infinity) < o.failover.requestTimeoutMs) {
+        if (outcome === "response" || outcome === "failure-response") {
+          lastHeard.set(t.name, now);
+          if (outcome === "failure-response" && o.breakerJudges?.(t) === true) return;
+        } else if (outcome === "timeout" && now - (lastHeard.get(t.name) ?? -Infinity) < o.failover.requestTimeoutMs) {
           counters.inc("passive.timeout-while-answering");
           return;
         }

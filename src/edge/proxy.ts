@@ -541,16 +541,14 @@ export class Proxy {
       this.d.counters.inc("fork.response-absorbed");
       return false;
     }
-    if (ourBranch !== st.branch) {
-      // An attempt we gave up on. A 2xx is relayed all the same (the caller
-      // handles it like a forked answer); anything else is absorbed.
-      if (status >= 200 && status < 300) return true;
-      if (status >= 300 && m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
-      this.d.counters.inc("failover.late-response-absorbed");
-      return false;
-    }
+    if (ourBranch !== st.branch) return this.abandonedAttempt(m, st, ourViaRaw, from);
     if (st.target !== undefined && status >= 200) {
+      const attempt = st.retry?.attempt;
       this.d.observer?.targetOutcome(st.target, this.failover.retryOn.has(status) ? "failure-response" : "response", status);
+      // Health hears the outcome at once: if it took the target down, the
+      // request has already moved on (targetDown), and this answer is from
+      // an attempt given up on.
+      if (st.retry !== undefined && st.retry.attempt !== attempt) return this.abandonedAttempt(m, st, ourViaRaw, from);
     }
     if (status >= 200 && status < 300) st.shapeResponse?.(m);
     if (this.isDone(m, st)) {
@@ -588,6 +586,18 @@ export class Proxy {
     }
     if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
     this.nextAttempt(m.callId, callerBranch, `status-${status}`);
+    return false;
+  }
+
+  /**
+   * A response to an attempt we gave up on. A 2xx is relayed all the same
+   * (the caller handles it like a forked answer); anything else is absorbed.
+   */
+  private abandonedAttempt(m: SipMessage, st: TxnState, ourViaRaw: string, from: Endpoint): boolean {
+    const status = m.status;
+    if (status >= 200 && status < 300) return true;
+    if (status >= 300 && m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
+    this.d.counters.inc("failover.late-response-absorbed");
     return false;
   }
 

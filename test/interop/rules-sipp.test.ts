@@ -310,9 +310,8 @@ if (sipp === undefined) {
         `  - { name: standby, uri: "sip:${HOST}:${standby.port}", priority: 2, acceptsPath: true }`,
         `  - { name: carrier-a, uri: "sip:${HOST}:${carrierPort}", priority: 10 }`,
         `  - { name: carrier-b, uri: "sip:${HOST}:${carrierB.port}", priority: 20 }`,
-        // Health also counts a 503 to a real call against a target; set
-        // high, so what this test sees is the breaker alone.
-        "health: { downAfter: 50 }",
+        // Default health (downAfter 3): a carrier's refused calls are its
+        // breaker's to judge, not passive health signals.
         "",
       ].join("\n"),
     );
@@ -439,5 +438,8 @@ if (sipp === undefined) {
     const history = breakerA().history.map((h) => `${h.from ?? "start"}->${h.to}`);
     t.same(history, ["start->closed", "closed->open", "open->half-open", "half-open->open", "open->half-open", "half-open->closed"], "the breaker's transitions, in order");
     t.equal(carrierAs.length, 5, "carrier-a ran as five SIPp processes in turn");
+    const healthA = running.edge.status().health["carrier-a"];
+    t.not(healthA?.status, "down", "health never took carrier-a down for its 503s: the breaker alone decided");
+    t.notOk(healthA?.history.some((h) => h.to === "down"), "not even for a moment");
   });
 }

@@ -243,3 +243,27 @@ t.test("regression: a finished transaction is trimmed in place, not deleted (lru
   t.equal(e.softState.size, 1);
   t.equal(e.clock.pending, 0, "no timer left");
 });
+
+t.test("regression: the 503 that takes Main down is absorbed, not relayed, while the INVITE goes on to Standby once", async (t) => {
+  // The edge's health hears each outcome synchronously; the failure that
+  // reaches downAfter makes it call targetDown() before the proxy has
+  // decided what to do with the response that caused it.
+  const holder: { e?: ReturnType<typeof makeEdge> } = {};
+  const e = makeEdge({ observer: { targetOutcome: (tg: Target, o: TargetOutcome) => (o === "failure-response" ? holder.e?.proxy.targetDown(tg.name) : undefined) } });
+  holder.e = e;
+  e.deliver(INVITE, PHONE);
+  const first = e.transport.take();
+  e.deliver(response("503 Service Unavailable", first.data), MAIN);
+  const sent = e.transport.sent.splice(0);
+  t.same(
+    sent.map((s) => [s.dest, s.data.slice(0, s.data.indexOf(" "))]),
+    [
+      [STANDBY, "INVITE"],
+      [MAIN, "ACK"],
+    ],
+    "the INVITE moved to Standby (by targetDown) and the 503 was ACKed",
+  );
+  t.notOk(sent.some((s) => s.dest.address === PHONE.address && s.dest.port === PHONE.port), "the phone heard nothing of the 503");
+  e.deliver(response("200 OK", sent[0]!.data), STANDBY);
+  t.same(e.transport.take().dest, PHONE, "Standby's answer reaches the phone");
+});
