@@ -4,6 +4,7 @@
  *   npm run build && node dist/perf/load.js [--proxy edge|kamailio|none]
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
+ *     [--edge-cpu-prof DIR]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -13,6 +14,9 @@
  * memory (largest PSS sum sampled, and peak RSS), and SIPp's response time
  * p50/p99. Every process it starts is stopped by PID; a watchdog ends the
  * run if a step hangs.
+ *
+ * --edge-cpu-prof DIR runs the edge under `node --cpu-prof`; its profile
+ * (warm-up and every step) lands in DIR when the run stops it.
  *
  * --proxy none sends the phones straight to the Main PBX: the baseline of
  * what SIPp and the machine do without a proxy.
@@ -25,6 +29,7 @@
  * loopback port, 2 s probe interval) and waits until both listeners are bound.
  */
 import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { startProxy } from "./lib/proxies.js";
 import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
@@ -55,6 +60,7 @@ interface Options {
   stepSeconds: number;
   transport: SippTransport;
   edgeWorkers?: number;
+  edgeCpuProf?: string;
   json?: string;
 }
 
@@ -68,6 +74,7 @@ async function main(): Promise<void> {
     .option("--step-seconds <n>", "length of each step at its target rate", positiveInt, 10)
     .addOption(new Option("--transport <t>", "phone transport").choices(["udp", "tcp"]).default("udp"))
     .option("--edge-workers <n>", "sip-edge --workers", positiveInt)
+    .option("--edge-cpu-prof <dir>", "run the edge under node --cpu-prof, profiles written to this directory")
     .option("--json <file>", "also write the results as JSON")
     .parse()
     .opts<Options>();
@@ -78,7 +85,7 @@ async function main(): Promise<void> {
   const results: StepResult[] = [];
   let proxy: ProxyUnderTest | undefined;
   try {
-    proxy = await startProxy(o.proxy, run.pbxs, run.workDir, o.edgeWorkers);
+    proxy = await startProxy(o.proxy, run.pbxs, run.workDir, o.edgeWorkers, o.edgeCpuProf === undefined ? undefined : resolve(o.edgeCpuProf));
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
     await warmUp(proxy, base);

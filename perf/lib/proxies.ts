@@ -93,13 +93,19 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs): string {
   ].join("\n");
 }
 
-export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined): Promise<ProxyUnderTest> {
+/**
+ * `cpuProfDir`: the edge runs under `node --cpu-prof` and writes its profile
+ * (one .cpuprofile per process) there when it exits, i.e. when the run stops
+ * it with SIGTERM at the end.
+ */
+export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined, cpuProfDir?: string): Promise<ProxyUnderTest> {
   const cli = join(repoRoot(), "dist", "src", "cli.js");
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
   writeFileSync(config, edgeConfigYaml(port, pbxs));
-  const args = [cli, "start", "--config", config];
+  const prof = cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", cpuProfDir];
+  const args = [...prof, cli, "start", "--config", config];
   // Always explicit: sip-edge's own default is one worker per core, and the
   // recorded runs are one edge process unless --edge-workers says otherwise.
   args.push("--workers", String(workers ?? 1));
@@ -112,13 +118,13 @@ export function noProxy(pbxs: Pbxs): ProxyUnderTest {
   return { kind: "none", host: HOST, port: pbxs.main, child: undefined, stop: async () => undefined };
 }
 
-export async function startProxy(kind: ProxyKind, pbxs: Pbxs, workDir: string, edgeWorkers: number | undefined): Promise<ProxyUnderTest> {
+export async function startProxy(kind: ProxyKind, pbxs: Pbxs, workDir: string, edgeWorkers: number | undefined, edgeCpuProfDir?: string): Promise<ProxyUnderTest> {
   switch (kind) {
     case "none":
       return noProxy(pbxs);
     case "kamailio":
       return startKamailio(pbxs, workDir);
     case "edge":
-      return startEdge(pbxs, workDir, edgeWorkers);
+      return startEdge(pbxs, workDir, edgeWorkers, edgeCpuProfDir);
   }
 }

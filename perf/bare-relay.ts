@@ -1,0 +1,105 @@
+/**
+ * The floor of Node's UDP path on this machine: a relay that does no SIP
+ * work at all, under the same SIPp phone and PBX as the load runs (a
+ * benchmark, not a test).
+ *
+ *   npm run build && node dist/perf/bare-relay.js [--rate 2000] [--seconds 10] [--callback]
+ *
+ * The relay (this file, started again as a child with --serve) has one
+ * dgram socket like the edge's UDP listener: a datagram from the phone goes
+ * to the Main PBX unchanged, one from the PBX goes to the last phone address
+ * seen. It adds no Record-Route, so only INVITE, 100, 180 and 200 pass
+ * through it (the phone sends ACK and BYE to the PBX's Contact): the figure
+ * to read is CPU per relayed datagram, one receive and one send, which is
+ * what every message costs the edge below its SIP logic. --callback passes a
+ * completion callback to socket.send(), as the edge's transport layer does.
+ * Loopback only; every process is stopped by PID; bounded in time.
+ */
+import { createSocket } from "node:dgram";
+import { fileURLToPath } from "node:url";
+import { freePort, isBound, startSipp } from "../test/helpers/sipp.js";
+import { startChild } from "./lib/child.js";
+import { sampleTree } from "./lib/proc.js";
+import { machineInfo, startRun } from "./lib/run.js";
+import { LOAD_BUFF_SIZE, settle, stepTimeoutS } from "./lib/steps.js";
+
+const HOST = "127.0.0.1";
+
+function serve(port: number, pbxPort: number, withCallback: boolean): void {
+  const socket = createSocket("udp4");
+  let phonePort = 0;
+  let relayed = 0;
+  const sent = (err: Error | null): void => {
+    if (err) process.stderr.write(`send failed: ${err.message}\n`);
+  };
+  socket.on("message", (data, rinfo) => {
+    let to: number;
+    if (rinfo.port === pbxPort) {
+      if (phonePort === 0) return;
+      to = phonePort;
+    } else {
+      phonePort = rinfo.port;
+      to = pbxPort;
+    }
+    relayed++;
+    if (withCallback) socket.send(data, to, HOST, sent);
+    else socket.send(data, to, HOST);
+  });
+  socket.bind(port, HOST, () => {
+    socket.setRecvBufferSize(LOAD_BUFF_SIZE);
+    socket.setSendBufferSize(LOAD_BUFF_SIZE);
+  });
+  process.on("SIGTERM", () => {
+    process.stdout.write(`relayed ${relayed}\n`);
+    socket.close(() => process.exit(0));
+  });
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const arg = (name: string, dflt: number): number => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args[i + 1]) : dflt;
+  };
+  if (args[0] === "--serve") return serve(Number(args[1]), Number(args[2]), args.includes("--callback"));
+  const rate = arg("--rate", 2000);
+  const seconds = arg("--seconds", 10);
+  const withCallback = args.includes("--callback");
+  const run = await startRun(120 + 2 * stepTimeoutS(seconds));
+  try {
+    const port = await freePort(HOST);
+    const self = fileURLToPath(import.meta.url);
+    const relay = startChild("bare-relay", process.execPath, [self, "--serve", String(port), String(run.pbxs.main), ...(withCallback ? ["--callback"] : [])]);
+    const deadline = Date.now() + 10_000;
+    while (!isBound("udp", HOST, port)) {
+      if (Date.now() > deadline || relay.exited) throw new Error(`relay not listening:\n${relay.output}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const phone = (calls: number, r: number) =>
+      startSipp({ scenario: "phone-call.xml", remote: { host: HOST, port }, transport: "udp", calls, rate: r, concurrentLimit: Math.max(100, r * 3), timeoutS: stepTimeoutS(seconds), buffSize: LOAD_BUFF_SIZE, workDir: run.workDir });
+    // Warm-up (JIT), unmeasured.
+    const warm = await phone(400, 200);
+    run.started.push(warm);
+    await warm.result();
+    await settle([relay.pid, ...run.pbxPids]);
+    const cpu0 = sampleTree(relay.pid, false).cpuS;
+    const p = await phone(rate * seconds, rate);
+    run.started.push(p);
+    const r = await p.result();
+    const cpuS = sampleTree(relay.pid, false).cpuS - cpu0;
+    await relay.stop();
+    const total = Number(/relayed (\d+)/.exec(relay.output)?.[1] ?? "0");
+    // 4 datagrams per call pass the relay (INVITE, 100, 180, 200); the warm-up's are in the total too.
+    const measured = total - 4 * 400;
+    console.log(`# bare Node UDP relay, ${withCallback ? "send with callback" : "send without callback"}; ${machineInfo()}`);
+    console.log(`calls ${r.successful} ok, ${r.failed} failed at ${rate}/s; datagrams relayed in the step ≈ ${measured}`);
+    console.log(`relay CPU: ${(cpuS * 1e6 / measured).toFixed(2)} µs per relayed datagram (receive + send), ${(cpuS * 1e6 / Math.max(1, r.successful)).toFixed(1)} µs per call (4 datagrams)`);
+  } finally {
+    await run.finish();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});
