@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { startPrimary } from "./cluster/primary.js";
 import { startSingle } from "./cluster/single.js";
 import { startWorker } from "./cluster/worker.js";
+import { workerCount, type WorkersOption } from "./cluster/worker-count.js";
 import { defaultConfigPath, formatConfigError, loadConfig } from "./config/index.js";
 import { loadDeviceTable } from "./main.js";
 import { dryRun } from "./rules/dry-run.js";
@@ -16,6 +17,10 @@ function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
   return n;
+}
+
+function workersOption(v: string): WorkersOption {
+  return v === "auto" ? "auto" : positiveInt(v);
 }
 
 function seconds(v: string): number {
@@ -33,12 +38,21 @@ program
   .command("start", { isDefault: true })
   .description("run the edge")
   .option("-c, --config <file>", "config file", defaultConfigPath())
-  .option("-w, --workers <n>", "worker processes sharing the listeners; 1 runs the edge in this process, with no primary", positiveInt, availableParallelism())
+  .option(
+    "-w, --workers <n|auto>",
+    "worker processes sharing the listeners; 1 runs the edge in this process, with no primary; auto: one per core, or 1 when TCP/TLS/WS listeners are configured",
+    workersOption,
+    "auto" as WorkersOption,
+  )
   .option("--drain <seconds>", "rolling restart (SIGUSR2): how long a replaced worker keeps serving before it exits", seconds, 32)
-  .action(async (o: { config: string; workers: number; drain: number }) => {
+  .action(async (o: { config: string; workers: WorkersOption; drain: number }) => {
     // A cluster worker runs this same command line; it is told what to do by the primary.
     if (cluster.isWorker) return startWorker(o.config);
-    if (o.workers > 1) return startPrimary({ configPath: o.config, workers: o.workers, drainSeconds: o.drain });
+    const cfg = loadConfig(o.config);
+    // An invalid config is reported by the single-process start below, as before.
+    const n = cfg.ok ? workerCount(o.workers, availableParallelism(), cfg.value.listen.map((l) => l.transport)) : { workers: 1, why: "config refused" };
+    if (n.warning !== undefined) console.error(`sip-edge: warning: ${n.warning}`);
+    if (n.workers > 1) return startPrimary({ configPath: o.config, workers: n.workers, drainSeconds: o.drain, why: n.why });
     await startSingle(o.config);
   });
 

@@ -117,6 +117,8 @@ function dnsResolver(cfg: EdgeConfig, clock: Clock, logger: Logger): { resolver:
 export interface Running {
   edge: Edge;
   config: EdgeConfig;
+  /** The edge's logger, for process-level events (a cluster worker's drain). */
+  readonly logger: Logger;
   /** The routing rules in force (version, hash, reload counts); undefined without rules.yaml. */
   readonly rules: RulesStore | undefined;
   /** Every carrier's breaker (state, trips, history); undefined without rules.yaml. */
@@ -202,6 +204,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   rules?.watch();
   return {
     edge,
+    logger,
     get config() {
       return config;
     },

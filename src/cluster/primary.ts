@@ -18,6 +18,8 @@ export interface PrimaryOptions {
   workers: number;
   /** How long a replaced worker keeps serving in a rolling restart. */
   drainSeconds: number;
+  /** How the worker count was chosen, for the start log line. */
+  why: string;
 }
 
 /** A replacement that is not listening after this long is given up on. */
@@ -108,6 +110,6 @@ export function startPrimary(o: PrimaryOptions): void {
     config = nr.value;
     sup.reload();
   });
-  log.info({ workers: o.workers, cores: availableParallelism(), drainSeconds: o.drainSeconds }, "edge primary started");
+  log.info({ workers: o.workers, why: o.why, cores: availableParallelism(), drainSeconds: o.drainSeconds }, "edge primary started");
   sup.start();
 }

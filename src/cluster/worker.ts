@@ -49,6 +49,7 @@ export async function startWorker(configPath: string): Promise<void> {
     draining = true;
     running.edge.setProbing(false);
     running.edge.transport.stopAccepting();
+    running.logger.info({ drainMs: ms }, "draining: no new connections; open ones and UDP are served until the drain ends");
     setTimeout(() => void stop(), ms);
   };
 

@@ -8,9 +8,9 @@ import t, { type Test } from "tap";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { UdpPeer, pbxBehaviour } from "../helpers/edge-live.js";
 import { waitFor } from "../helpers/wait.js";
@@ -218,7 +218,8 @@ t.test("two workers serve requests, one of them probes, a killed worker is repla
 });
 
 t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none; open TCP connections drain", async (t) => {
-  const { main, port, edge, phone } = await setup(t, "info", 4);
+  // debug: the per-message log line says which worker holds the TCP connection.
+  const { main, port, edge, phone } = await setup(t, "debug", 4);
 
   // An open TCP connection, served by one of the first two workers.
   const tcp: Socket = connect(port, "127.0.0.1");
@@ -234,6 +235,7 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   const tcpVia = `TCP 127.0.0.1:${tcp.localPort!}`;
   tcp.write(options(port, "tcp-0", tcpVia));
   await waitFor(() => answered(tcpRx).has("tcp-0"), { ...WAIT, what: "OPTIONS over TCP answered" });
+  const owner = (await edge.line((l) => l.msg === "rx" && l.callId === "tcp-0", "the worker that got the TCP request")).worker;
 
   // A closed loop of requests, a few in flight, bounded in count; it runs
   // until told to stop once the restart is over.
@@ -251,6 +253,12 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   const atSignal = sent;
 
   edge.signal("SIGUSR2");
+  // As soon as the connection's worker drains, the connection is still served.
+  await edge.line((l) => l.role === "primary" && l.msg === "worker draining" && l.worker === owner, "the connection's worker to drain");
+  tcp.write(options(port, "tcp-1", tcpVia));
+  await waitFor(() => answered(tcpRx).has("tcp-1") || tcpClosed, { ...WAIT, what: "OPTIONS over the draining TCP connection" });
+  t.ok(answered(tcpRx).has("tcp-1"), "a connection open before the restart is served while its worker drains");
+
   await edge.line((l) => l.role === "primary" && l.msg === "rolling restart done", "the rolling restart to finish");
   t.same(
     edge.primary("worker draining").map((l) => l.worker).sort(),
@@ -259,11 +267,7 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   );
   t.same(edge.primary("worker ready").map((l) => l.worker).slice(2), [3, 4], "replacements came up one at a time");
 
-  // Both old workers are draining now: the open connection is still served,
-  // and a new connection goes to a replacement.
-  tcp.write(options(port, "tcp-1", tcpVia));
-  await waitFor(() => answered(tcpRx).has("tcp-1") || tcpClosed, { ...WAIT, what: "OPTIONS over the draining TCP connection" });
-  t.ok(answered(tcpRx).has("tcp-1"), "a connection open before the restart is served while its worker drains");
+  // Both old workers have been told to stop accepting; a new connection is served.
   const fresh: Socket = connect(port, "127.0.0.1");
   t.teardown(() => {
     fresh.destroy();
@@ -290,4 +294,28 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   await waitFor(() => main.probers.length >= n + 2, { ...WAIT, what: "probes after the restart" });
   t.equal(new Set(main.probers.slice(n + 1)).size, 1, "after the restart one worker probes");
   t.equal(edge.primary("worker exited: starting another").length, 0, "no worker crashed");
+});
+
+t.test("--workers auto (the default): one worker per core for a UDP-only edge, one process with a TCP listener", async (t) => {
+  const main = await fakePbx();
+  t.teardown(() => main.peer.close());
+  const cores = availableParallelism();
+  for (const withTcp of [false, true]) {
+    const port = await freePort();
+    const { dir, file } = configFile(port, main.peer.port, main.peer.port + 1, "info");
+    if (!withTcp) writeFileSync(file, readFileSync(file, "utf8").replace(/^ {2}- \{ transport: tcp.*\n/m, ""));
+    const edge = EdgeProcess.start(file, []);
+    t.teardown(async () => {
+      await edge.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const started = await edge.line((l) => l.msg === "edge primary started" || (l.msg === "edge started" && l.worker === undefined), "the edge to start");
+    if (withTcp || cores === 1) {
+      t.equal(started.msg, "edge started", `${withTcp ? "with a TCP listener" : "on one core"}: a single process, no primary`);
+    } else {
+      t.match(started, { msg: "edge primary started", workers: cores, why: /one worker per core/ }, `UDP only: ${cores} workers`);
+      await waitFor(() => edge.primary("worker ready").length === cores, { ...WAIT, what: "every worker ready" });
+    }
+    await edge.stop();
+  }
 });
