@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { Logger } from "pino";
 import type { Param } from "../sip/lex.js";
 import type { SipMessage } from "../sip/message.js";
@@ -6,14 +7,15 @@ import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
 import { responseTarget } from "../sip/via.js";
 import type { Clock } from "../util/clock.js";
-import type { Counters } from "../util/counters.js";
+import { CounterFamily, type Counters } from "../util/counters.js";
 import { EDGE_BRANCH_PREFIX, deriveBranch, isEdgeBranch } from "./branch.js";
 import { looksLikeToken, type Flow, type FlowTokenCodec } from "./flow-token.js";
 import type { EdgeIdentity } from "./identity.js";
 import { buildLocalResponse } from "./local-response.js";
 import { defaultPort, familyOf, isStream, transportFromVia, viaTransport, type Endpoint, type Inbound, type Listener, type TransportPort } from "./ports.js";
 import type { Router } from "./router.js";
-import { SoftState, type RetryState, type TxnState } from "./soft-state.js";
+import { SoftState, type RetryState, type RetryTimeout, type TxnState } from "./soft-state.js";
+import { TimeoutQueue } from "./timeout-queue.js";
 import type { Target, TargetResolver } from "./targets.js";
 
 export interface ProxyDeps {
@@ -77,10 +79,24 @@ export class Proxy {
   private readonly server: string;
   private readonly debug: boolean;
   private readonly failover: FailoverOptions;
+  private readonly rxRequest: CounterFamily;
+  private readonly rxResponse: CounterFamily;
+  private readonly txRequest: CounterFamily;
+  private readonly txResponse: CounterFamily;
+  /** The target list `literalEndpoints` belongs to (see targetAt). */
+  private literalsOf: readonly Target[] | undefined;
+  private literalEndpoints: readonly (Endpoint | undefined)[] = [];
+  /** Every attempt's "no response in time" timeout (one duration, so one queue). */
+  private readonly retryTimeouts: TimeoutQueue<RetryTimeout>;
 
   constructor(private readonly d: ProxyDeps) {
     this.limits = d.limits ?? DEFAULT_LIMITS;
+    this.rxRequest = new CounterFamily(d.counters, "rx.request.");
+    this.rxResponse = new CounterFamily(d.counters, "rx.response.");
+    this.txRequest = new CounterFamily(d.counters, "tx.request.");
+    this.txResponse = new CounterFamily(d.counters, "tx.response.");
     this.failover = d.failover ?? DEFAULT_FAILOVER;
+    this.retryTimeouts = new TimeoutQueue(d.clock, this.failover.requestTimeoutMs, (t) => this.onRetryTimeout(t));
     this.server = d.serverName ?? "sip-edge";
     this.debug = d.logger.isLevelEnabled("debug");
   }
@@ -99,10 +115,10 @@ export class Proxy {
     const m = r.message;
     if (this.debug) this.d.logger.debug({ src: inb.source, start: m.startLine, callId: m.callId }, "rx");
     if (m.isRequest) {
-      this.d.counters.inc(`rx.request.${m.method}`);
+      this.rxRequest.inc(m.method);
       this.onRequest(m, inb);
     } else {
-      this.d.counters.inc(`rx.response.${m.status}`);
+      this.rxResponse.inc(m.status);
       this.onResponse(m, inb);
     }
   }
@@ -266,9 +282,21 @@ export class Proxy {
     this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras);
   }
 
+  /**
+   * Which target sits at an address: asked for every request (is it from a
+   * PBX?). A target given as an IP literal always resolves to the same
+   * endpoint, so those are resolved once per target list; DNS names are
+   * resolved on each use, as their answers change.
+   */
   private targetAt(ep: Endpoint): Target | undefined {
-    for (const t of this.d.targets()) {
-      const e = this.d.resolver.endpoint(t);
+    const ts = this.d.targets();
+    if (ts !== this.literalsOf) {
+      this.literalsOf = ts;
+      this.literalEndpoints = ts.map((t) => (isIP(t.host) === 0 ? undefined : this.d.resolver.endpoint(t)));
+    }
+    for (let i = 0; i < ts.length; i++) {
+      const t = ts[i]!;
+      const e = this.literalEndpoints[i] ?? this.d.resolver.endpoint(t);
       if (e !== undefined && e.address === ep.address && e.port === ep.port) return t;
     }
     return undefined;
@@ -356,11 +384,10 @@ export class Proxy {
           // Armed once per attempt: a retransmission from the caller must not
           // push the failover back.
           if (retry.timer === undefined) this.armRetryTimer(m.callId, callerBranch, retry);
-        } else if (retry.timer !== undefined) {
+        } else {
           // On the last candidate the caller's own timers decide how long to
           // wait: a slow last target is better than a 408 from us.
-          this.d.clock.clearTimer(retry.timer);
-          retry.timer = undefined;
+          this.cancelRetryTimer(retry);
         }
       }
       this.d.softState.set(m.callId, callerBranch, st);
@@ -379,20 +406,28 @@ export class Proxy {
   // ---- per-request failover ---------------------------------------------------
 
   private armRetryTimer(callId: string, callerBranch: string | undefined, retry: RetryState): void {
-    retry.timer = this.d.clock.setTimer(this.failover.requestTimeoutMs, () => {
-      retry.timer = undefined;
-      const st = this.d.softState.get(callId, callerBranch);
-      // A late timer for a transaction that has moved on changes nothing.
-      if (st === undefined || st.retry !== retry) return;
-      this.d.counters.inc("failover.timeout");
-      if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
-      this.nextAttempt(callId, callerBranch, "timeout");
-    });
+    retry.timer = this.retryTimeouts.add({ callId, callerBranch, retry });
+  }
+
+  private onRetryTimeout({ callId, callerBranch, retry }: RetryTimeout): void {
+    retry.timer = undefined;
+    const st = this.d.softState.get(callId, callerBranch);
+    // A late timer for a transaction that has moved on changes nothing.
+    if (st === undefined || st.retry !== retry) return;
+    this.d.counters.inc("failover.timeout");
+    if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
+    this.nextAttempt(callId, callerBranch, "timeout");
+  }
+
+  private cancelRetryTimer(retry: RetryState): void {
+    if (retry.timer === undefined) return;
+    this.retryTimeouts.cancel(retry.timer);
+    retry.timer = undefined;
   }
 
   /** Stops failover for a transaction: it has an answer from beyond its target. */
   private settle(st: TxnState, callId?: string, callerBranch?: string): void {
-    if (st.retry?.timer !== undefined) this.d.clock.clearTimer(st.retry.timer);
+    if (st.retry !== undefined) this.cancelRetryTimer(st.retry);
     delete st.retry;
     if (callId !== undefined) this.d.softState.unwait(SoftState.key(callId, callerBranch), st);
   }
@@ -429,10 +464,7 @@ export class Proxy {
       return "exhausted";
     }
     this.d.counters.inc(`failover.retry.${why}`);
-    if (retry.timer !== undefined) {
-      this.d.clock.clearTimer(retry.timer);
-      retry.timer = undefined;
-    }
+    this.cancelRetryTimer(retry);
     retry.rest = retry.rest.slice(1);
     retry.attempt += 1;
     const r = parse(retry.original, { limits: this.limits });
@@ -488,7 +520,8 @@ export class Proxy {
       }
       return;
     }
-    this.d.counters.inc(m.isRequest ? `tx.request.${m.method}` : `tx.response.${m.status}`);
+    if (m.isRequest) this.txRequest.inc(m.method);
+    else this.txResponse.inc(m.status);
   }
 
   // ---- responses --------------------------------------------------------------
@@ -567,10 +600,7 @@ export class Proxy {
     if (status === 100) {
       // The target is alive (RFC 3261 §16.7: 100 is hop-by-hop); a later
       // 5xx from it may still move the request.
-      if (retry.timer !== undefined) {
-        this.d.clock.clearTimer(retry.timer);
-        retry.timer = undefined;
-      }
+      this.cancelRetryTimer(retry);
       return true;
     }
     const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);

@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { SipMessage } from "../sip/message.js";
-import type { TimerHandle } from "../util/clock.js";
 import type { Endpoint, Inbound } from "./ports.js";
+import type { QueuedTimeout } from "./timeout-queue.js";
 import type { Target } from "./targets.js";
 
 /**
@@ -45,9 +45,16 @@ export interface RetryState {
   inbound: Inbound;
   attempt: number;
   /** Fires when the current target has not answered at all in time. */
-  timer: TimerHandle | undefined;
+  timer: QueuedTimeout<RetryTimeout> | undefined;
   /** Any failure final response moves the request, not only 408/5xx. */
   anyFailure: boolean;
+}
+
+/** What the failover timeout of one attempt needs to find its transaction again. */
+export interface RetryTimeout {
+  callId: string;
+  callerBranch: string | undefined;
+  retry: RetryState;
 }
 
 /** What an ACK for an absorbed non-2xx response needs (RFC 3261 §17.1.1.3). */

@@ -241,6 +241,12 @@ t.test("regression: a finished transaction is trimmed in place, not deleted (lru
   t.ok(st, "entry kept for the LRU to evict");
   t.equal(st?.retry, undefined, "no failover state left");
   t.equal(e.softState.size, 1);
+  // The failover timeouts share one clock timer (src/edge/timeout-queue.ts),
+  // which may stay armed until the cancelled deadline passes: it must find
+  // nothing to do then, and leave no timer after it.
+  t.same(e.transport.take().dest, PHONE, "the 200 relayed");
+  e.clock.advance(1000);
+  t.equal(e.transport.sent.length, 0, "the cancelled timeout sends nothing");
   t.equal(e.clock.pending, 0, "no timer left");
 });
 
