@@ -165,6 +165,9 @@ export interface DeviceTable {
  */
 const MAX_MATCHED_LENGTH = 512;
 
+/** Bound of the classify() memo (User-Agent × source pairs); it starts afresh when full. */
+const CLASS_MEMO_ENTRIES = 10_000;
+
 function matches(c: DeviceClass, d: DeviceInfo, addr: Uint8Array | undefined): boolean {
   const ua = d.userAgent?.slice(0, MAX_MATCHED_LENGTH);
   if (ua !== undefined && c.match.userAgent.some((r) => r.test(ua))) return true;
@@ -201,14 +204,33 @@ export function compileDeviceTable(file: DeviceTableFile): DeviceTable {
   const ordered = Object.freeze([...compiled.filter((c) => c !== defaultClass), defaultClass]);
   const matchers = ordered.slice(0, -1);
   const bySource = matchers.some((c) => c.match.source.length > 0);
+  const byAor = matchers.some((c) => c.match.aor.length > 0);
   const byName = new Map(ordered.map((c) => [c.name, c]));
+  const classOf = (d: DeviceInfo): DeviceClass => {
+    const addr = bySource && d.source !== undefined ? addressBytes(d.source) : undefined;
+    for (const c of matchers) if (matches(c, d, addr)) return c;
+    return defaultClass;
+  };
+  // Without AOR patterns the class depends on User-Agent and source only,
+  // which a fleet shares: every class's regexes then run once per (model,
+  // address), not once per device. Keys hold only what matches() reads
+  // (the source only when a class matches on it).
+  const memo = new Map<string, DeviceClass>();
   return Object.freeze({
     classes: ordered,
     defaultClass,
     classify(d: DeviceInfo): DeviceClass {
-      const addr = bySource && d.source !== undefined ? addressBytes(d.source) : undefined;
-      for (const c of matchers) if (matches(c, d, addr)) return c;
-      return defaultClass;
+      if (byAor) return classOf(d);
+      const ua = d.userAgent;
+      const src = bySource && d.source !== undefined ? d.source : "";
+      const key = `${ua === undefined ? "-" : "+" + ua.slice(0, MAX_MATCHED_LENGTH)}\n${src}`;
+      let c = memo.get(key);
+      if (c === undefined) {
+        c = classOf(d);
+        if (memo.size >= CLASS_MEMO_ENTRIES) memo.clear();
+        memo.set(key, c);
+      }
+      return c;
     },
     byName(name: string): DeviceClass | undefined {
       return byName.get(name);

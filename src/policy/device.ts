@@ -13,12 +13,42 @@ export interface Device {
 }
 
 /**
- * Builds a device; cheap enough per request (one SHA-256 of a short
- * string), and a caller may keep it in its soft state.
+ * A device whose position in its class's ranges is hashed on first use: a
+ * request routed while no switch window is open needs only its class, and
+ * under many distinct devices (every REGISTER of a large fleet, every SIPp
+ * call) the SHA-256 was a visible share of the CPU per request.
  */
+class SpreadDevice implements Device {
+  #fraction: number | undefined;
+
+  constructor(
+    readonly deviceClass: DeviceClass,
+    readonly identity: string,
+  ) {}
+
+  get fraction(): number {
+    return (this.#fraction ??= spreadFraction(this.identity));
+  }
+
+  get toBackupMs(): number | null {
+    const d = this.deviceClass.toBackup;
+    return d === null ? null : delayMs(d, this.fraction);
+  }
+
+  get toMainMs(): number | null {
+    const d = this.deviceClass.toMain;
+    return d === null ? null : delayMs(d, this.fraction);
+  }
+
+  /** The same fields as a device built by deviceAt(). */
+  toJSON(): Device {
+    return { identity: this.identity, deviceClass: this.deviceClass, fraction: this.fraction, toBackupMs: this.toBackupMs, toMainMs: this.toMainMs };
+  }
+}
+
+/** Builds a device (its spread position is computed when first read). */
 export function makeDevice(deviceClass: DeviceClass, identity: string): Device {
-  const fraction = spreadFraction(identity);
-  return deviceAt(deviceClass, identity, fraction);
+  return Object.freeze(new SpreadDevice(deviceClass, identity));
 }
 
 /** A device at a given position in its class's ranges (status sampling, tests). */

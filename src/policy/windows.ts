@@ -54,6 +54,16 @@ export function moverKey(d: { readonly toBackupMs: number | null; readonly toMai
   return `${d.toBackupMs === null ? "n" : "d"}${d.toMainMs === null ? "n" : "d"}` as MoverKey;
 }
 
+/**
+ * moverKey(d) from the device's class alone: a delay is null exactly when
+ * the class has none for that direction, and reading the delays themselves
+ * would hash the device's identity (src/policy/device.ts) for nothing.
+ */
+export function classMoverKey(d: Device): MoverKey {
+  const c = d.deviceClass;
+  return MOVER_KEYS[(c.toBackup === null ? 2 : 0) + (c.toMain === null ? 1 : 0)]!;
+}
+
 /** Whether devices of that kind move in the window. */
 export function movesIn(w: SwitchWindow, k: MoverKey): boolean {
   return w.immediate || w.cause === "ops" || (w.to === "standby" ? k[0] === "d" : k[1] === "d");
@@ -149,7 +159,7 @@ export class SwitchHistory {
       if (moveAt > now || (w.end !== undefined && moveAt > w.end)) continue;
       return { home: w.to, movedAt: moveAt, window: w };
     }
-    return { home: this.fallback.get(moverKey(d)) ?? "main", movedAt: undefined, window: undefined };
+    return { home: this.fallback.get(classMoverKey(d)) ?? "main", movedAt: undefined, window: undefined };
   }
 
   private fold(w: SwitchWindow): void {

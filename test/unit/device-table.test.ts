@@ -171,3 +171,26 @@ t.test("networks", async (t) => {
   t.throws(() => parseNetwork("10.0.0.0/x"));
   t.throws(() => parseNetwork("2001:db8::1/32"), /host bits/);
 });
+
+t.test("classify: the memo of (User-Agent, source) gives what matching gives, and AOR patterns bypass it", async (t) => {
+  const file: DeviceTableFile = {
+    classes: [
+      { name: "lab", match: { source: "10.9.0.0/16" }, toBackup: 5, toMain: 5 },
+      { name: "phones", match: { userAgent: "^Acme" }, toBackup: 5, toMain: 5 },
+      { name: "default", toBackup: 5, toMain: 5 },
+    ],
+  };
+  const table = compileDeviceTable(file);
+  for (let round = 0; round < 2; round++) {
+    t.equal(table.classify({ userAgent: "Acme 1", source: "10.1.0.1", aor: `sip:${round}@x` }).name, "phones");
+    t.equal(table.classify({ userAgent: "Acme 1", source: "10.9.0.1", aor: `sip:${round}@x` }).name, "lab", "the source counts");
+    t.equal(table.classify({ userAgent: "Other", source: "10.1.0.1" }).name, "default");
+    t.equal(table.classify({ source: "10.1.0.1" }).name, "default", "no User-Agent");
+    t.equal(table.classify({ userAgent: "", source: "10.1.0.1" }).name, "default", "an empty User-Agent");
+  }
+  const long = "Acme " + "x".repeat(600);
+  t.equal(table.classify({ userAgent: long }).name, "phones", "only the first 512 characters are matched, with or without the memo");
+  const byAor = compileDeviceTable({ classes: [{ name: "vip", match: { aor: "^sip:1" }, toBackup: 5, toMain: 5 }, { name: "default", toBackup: 5, toMain: 5 }] });
+  t.equal(byAor.classify({ userAgent: "Acme", aor: "sip:100@x" }).name, "vip");
+  t.equal(byAor.classify({ userAgent: "Acme", aor: "sip:200@x" }).name, "default", "same User-Agent, another AOR");
+});

@@ -35,3 +35,15 @@ t.test("delay inside a range", async (t) => {
   t.equal(delayMs({ min: 60, max: 105 }, 0.5), 82_500);
   t.equal(delayMs({ min: 60, max: 105 }, 0.999999), 105_000);
 });
+
+t.test("a device's spread is computed when read, and equals the eager one", async (t) => {
+  const { makeDevice, deviceAt } = await import("../../src/policy/device.js");
+  const cls = { name: "c", description: undefined, toBackup: { min: 10, max: 70 }, toMain: null, register: "follow-active" as const, transport: undefined, port: undefined, match: { userAgent: [], source: [], aor: [] } };
+  const lazy = makeDevice(cls, "sip:1001@example.com");
+  const eager = deviceAt(cls, "sip:1001@example.com", spreadFraction("sip:1001@example.com"));
+  t.ok(Object.isFrozen(lazy));
+  t.equal(lazy.fraction, eager.fraction);
+  t.equal(lazy.toBackupMs, eager.toBackupMs);
+  t.equal(lazy.toMainMs, null);
+  t.same(JSON.parse(JSON.stringify(lazy)), JSON.parse(JSON.stringify(eager)), "serializes like a plain device");
+});
