@@ -3,15 +3,14 @@
  * work at all, under the same SIPp phone and PBX as the load runs (a
  * benchmark, not a test).
  *
- *   npm run build && node dist/perf/bare-relay.js [--rate 2000] [--seconds 10] [--callback]
+ *   npm run build && node dist/perf/bare-relay.js [--rate 2000] [--seconds 10] [--callback] [--literal-lookup]
  *
  * The relay (this file, started again as a child with --serve) has one
  * dgram socket like the edge's UDP listener: a datagram from the phone goes
  * to the Main PBX unchanged, one from the PBX goes to the last phone address
- * seen. It adds no Record-Route, so only INVITE, 100, 180 and 200 pass
- * through it (the phone sends ACK and BYE to the PBX's Contact): the figure
- * to read is CPU per relayed datagram, one receive and one send, which is
- * what every message costs the edge below its SIP logic. --callback passes a
+ * seen. The figure to read is CPU per relayed datagram, one receive and
+ * one send, which is what every message costs the edge below its SIP logic
+ * (a call is seven of them, as through the edge). --callback passes a
  * completion callback to socket.send(), as the edge's transport layer does.
  * Loopback only; every process is stopped by PID; bounded in time.
  */
@@ -25,8 +24,10 @@ import { LOAD_BUFF_SIZE, settle, stepTimeoutS } from "./lib/steps.js";
 
 const HOST = "127.0.0.1";
 
-function serve(port: number, pbxPort: number, withCallback: boolean): void {
-  const socket = createSocket("udp4");
+function serve(port: number, pbxPort: number, withCallback: boolean, literalLookup: boolean): void {
+  const socket = literalLookup
+    ? createSocket({ type: "udp4", lookup: (address, _family, cb) => (cb as (e: null, a: string, f: number) => void)(null, address, 4) })
+    : createSocket("udp4");
   let phonePort = 0;
   let relayed = 0;
   const sent = (err: Error | null): void => {
@@ -49,10 +50,9 @@ function serve(port: number, pbxPort: number, withCallback: boolean): void {
     socket.setRecvBufferSize(LOAD_BUFF_SIZE);
     socket.setSendBufferSize(LOAD_BUFF_SIZE);
   });
-  process.on("SIGTERM", () => {
-    process.stdout.write(`relayed ${relayed}\n`);
-    socket.close(() => process.exit(0));
-  });
+  // The parent reads the count around its measured step.
+  process.on("SIGUSR1", () => process.stdout.write(`relayed ${relayed}\n`));
+  process.on("SIGTERM", () => socket.close(() => process.exit(0)));
 }
 
 async function main(): Promise<void> {
@@ -61,15 +61,16 @@ async function main(): Promise<void> {
     const i = args.indexOf(name);
     return i >= 0 ? Number(args[i + 1]) : dflt;
   };
-  if (args[0] === "--serve") return serve(Number(args[1]), Number(args[2]), args.includes("--callback"));
+  if (args[0] === "--serve") return serve(Number(args[1]), Number(args[2]), args.includes("--callback"), args.includes("--literal-lookup"));
   const rate = arg("--rate", 2000);
   const seconds = arg("--seconds", 10);
   const withCallback = args.includes("--callback");
+  const literal = args.includes("--literal-lookup");
   const run = await startRun(120 + 2 * stepTimeoutS(seconds));
   try {
     const port = await freePort(HOST);
     const self = fileURLToPath(import.meta.url);
-    const relay = startChild("bare-relay", process.execPath, [self, "--serve", String(port), String(run.pbxs.main), ...(withCallback ? ["--callback"] : [])]);
+    const relay = startChild("bare-relay", process.execPath, [self, "--serve", String(port), String(run.pbxs.main), ...(withCallback ? ["--callback"] : []), ...(literal ? ["--literal-lookup"] : [])]);
     const deadline = Date.now() + 10_000;
     while (!isBound("udp", HOST, port)) {
       if (Date.now() > deadline || relay.exited) throw new Error(`relay not listening:\n${relay.output}`);
@@ -82,18 +83,24 @@ async function main(): Promise<void> {
     run.started.push(warm);
     await warm.result();
     await settle([relay.pid, ...run.pbxPids]);
+    const count = async (): Promise<number> => {
+      const before = relay.output.length;
+      relay.signal("SIGUSR1");
+      for (let i = 0; i < 100 && relay.output.length === before; i++) await new Promise((res) => setTimeout(res, 10));
+      const all = [...relay.output.matchAll(/relayed (\d+)/g)];
+      return Number(all[all.length - 1]?.[1] ?? "0");
+    };
+    const n0 = await count();
     const cpu0 = sampleTree(relay.pid, false).cpuS;
     const p = await phone(rate * seconds, rate);
     run.started.push(p);
     const r = await p.result();
     const cpuS = sampleTree(relay.pid, false).cpuS - cpu0;
+    const relayed = (await count()) - n0;
     await relay.stop();
-    const total = Number(/relayed (\d+)/.exec(relay.output)?.[1] ?? "0");
-    // 4 datagrams per call pass the relay (INVITE, 100, 180, 200); the warm-up's are in the total too.
-    const measured = total - 4 * 400;
-    console.log(`# bare Node UDP relay, ${withCallback ? "send with callback" : "send without callback"}; ${machineInfo()}`);
-    console.log(`calls ${r.successful} ok, ${r.failed} failed at ${rate}/s; datagrams relayed in the step ≈ ${measured}`);
-    console.log(`relay CPU: ${(cpuS * 1e6 / measured).toFixed(2)} µs per relayed datagram (receive + send), ${(cpuS * 1e6 / Math.max(1, r.successful)).toFixed(1)} µs per call (4 datagrams)`);
+    console.log(`# bare Node UDP relay, send ${withCallback ? "with" : "without"} callback, ${literal ? "literal" : "default"} lookup; ${machineInfo()}`);
+    console.log(`calls ${r.successful} ok, ${r.failed} failed at ${rate}/s; datagrams relayed ${relayed} (${(relayed / Math.max(1, r.successful)).toFixed(2)} per call)`);
+    console.log(`relay CPU: ${((cpuS * 1e6) / relayed).toFixed(2)} µs per relayed datagram (receive + send), ${((cpuS * 1e6) / Math.max(1, r.successful)).toFixed(1)} µs per call`);
   } finally {
     await run.finish();
   }

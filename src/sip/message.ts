@@ -241,9 +241,14 @@ export class SipMessage {
   replaceTopVia(via: Via): void {
     const i = this.indexOf("via");
     if (i < 0) return;
-    const v = headerValue(this.headers[i]!);
-    const spans = splitTopLevel(v);
-    const rest = spans !== undefined && spans.length > 1 ? `, ${v.slice(spans[1]!.start)}` : "";
+    const h = this.headers[i]!;
+    let rest = "";
+    // A line without a comma holds one value: nothing to keep after it.
+    if (h.raw.indexOf(",", h.valueStart) >= 0) {
+      const v = headerValue(h);
+      const spans = splitTopLevel(v);
+      if (spans !== undefined && spans.length > 1) rest = `, ${v.slice(spans[1]!.start)}`;
+    }
     this.headers[i] = makeHeader("via", "Via", via.raw + rest);
     this.topVia = via;
     this.touch();
@@ -296,6 +301,12 @@ export class SipMessage {
     const i = this.indexOf(name);
     if (i < 0) return false;
     const h = this.headers[i]!;
+    if (h.raw.indexOf(",", h.valueStart) < 0) {
+      // One value on the line (nearly every Via and Route): the line goes.
+      this.headers.splice(i, 1);
+      this.touch();
+      return true;
+    }
     const v = headerValue(h);
     const spans = splitTopLevel(v);
     // The rest of the line starts at the next non-empty element: a dangling

@@ -1,4 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { lookup as dnsLookup, type LookupOneOptions } from "node:dns";
+import { isIP } from "node:net";
 import type { Logger } from "../util/logger.js";
 import { listenerId, normalizeAddress } from "./address.js";
 import type { BoundListener, ListenerSpec } from "./types.js";
@@ -22,7 +24,7 @@ export class UdpListener {
     private readonly advertise: string,
     private readonly socketBufferBytes: number | undefined,
   ) {
-    this.socket = createSocket({ type: family === 6 ? "udp6" : "udp4" });
+    this.socket = createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup });
     const mapped = family === 6;
     this.socket.on("message", (data: Buffer, rinfo: RemoteInfo) => {
       host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
@@ -78,4 +80,19 @@ export class UdpListener {
       }
     });
   }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
+
+/**
+ * dgram looks up the address of every datagram it sends; the default
+ * (dns.lookup) answers an IP literal on the next tick, which puts a tick and
+ * a closure between every send() and its sendto(). The edge only ever sends
+ * to and binds IP literals (TransportLayer checks them), so a literal is
+ * answered at once and anything else still goes to dns.lookup.
+ */
+function literalLookup(address: string, family: number | LookupOneOptions, callback: LookupCallback): void {
+  const f = isIP(address);
+  if (f !== 0) callback(null, address, f);
+  else dnsLookup(address, typeof family === "number" ? { family } : family, callback);
 }
