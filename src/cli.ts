@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { startPrimary } from "./cluster/primary.js";
 import { startSingle } from "./cluster/single.js";
 import { startWorker } from "./cluster/worker.js";
-import { workerCount, type WorkersOption } from "./cluster/worker-count.js";
+import { DEFAULT_WORKERS, workerCount, type WorkersOption } from "./cluster/worker-count.js";
 import { defaultConfigPath, formatConfigError, loadConfig } from "./config/index.js";
 import { loadDeviceTable } from "./main.js";
 import { dryRun } from "./rules/dry-run.js";
@@ -40,9 +40,9 @@ program
   .option("-c, --config <file>", "config file", defaultConfigPath())
   .option(
     "-w, --workers <n|auto>",
-    "worker processes sharing the listeners; 1 runs the edge in this process, with no primary; auto: one per core, or 1 when TCP/TLS/WS listeners are configured",
+    "worker processes sharing the listeners (auto: one per core); 1 runs the edge in this process, with no primary; see the README for what more than one costs",
     workersOption,
-    "auto" as WorkersOption,
+    DEFAULT_WORKERS,
   )
   .option("--drain <seconds>", "rolling restart (SIGUSR2): how long a replaced worker keeps serving before it exits", seconds, 32)
   .action(async (o: { config: string; workers: WorkersOption; drain: number }) => {
@@ -50,9 +50,10 @@ program
     if (cluster.isWorker) return startWorker(o.config);
     const cfg = loadConfig(o.config);
     // An invalid config is reported by the single-process start below, as before.
-    const n = cfg.ok ? workerCount(o.workers, availableParallelism(), cfg.value.listen.map((l) => l.transport)) : { workers: 1, why: "config refused" };
-    if (n.warning !== undefined) console.error(`sip-edge: warning: ${n.warning}`);
-    if (n.workers > 1) return startPrimary({ configPath: o.config, workers: n.workers, drainSeconds: o.drain, why: n.why });
+    const n = cfg.ok
+      ? workerCount(o.workers, availableParallelism(), { listenerTransports: cfg.value.listen.map((l) => l.transport), targets: cfg.value.targets.length })
+      : { workers: 1, why: "config refused", warnings: [] };
+    if (n.workers > 1) return startPrimary({ configPath: o.config, workers: n.workers, drainSeconds: o.drain, why: n.why, warnings: n.warnings });
     await startSingle(o.config);
   });
 

@@ -20,6 +20,8 @@ export interface PrimaryOptions {
   drainSeconds: number;
   /** How the worker count was chosen, for the start log line. */
   why: string;
+  /** What is known to go wrong with several workers and this config (src/cluster/worker-count.ts). */
+  warnings: readonly string[];
 }
 
 /** A replacement that is not listening after this long is given up on. */
@@ -111,5 +113,6 @@ export function startPrimary(o: PrimaryOptions): void {
     sup.reload();
   });
   log.info({ workers: o.workers, why: o.why, cores: availableParallelism(), drainSeconds: o.drainSeconds }, "edge primary started");
+  for (const w of o.warnings) log.warn(`with ${o.workers} workers: ${w}`);
   sup.start();
 }

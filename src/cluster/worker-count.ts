@@ -1,33 +1,54 @@
 /**
- * How many workers `sip-edge start` runs. `auto` (the default) is one per
- * core, except when the edge has stream listeners: a phone's TCP/TLS/WS
- * connection lives in the one worker that accepted it, while the PBX's
- * answer to its request (over UDP, on the shared socket) and the PBX's
- * requests towards it (a flow token naming that connection) reach
- * whichever worker reads first. Measured with two workers, TCP phone and
- * UDP PBX: 9 of 40 REGISTERs answered. Until responses and flow-token
- * requests are steered to the worker holding the connection, `auto` keeps
- * such an edge in one process; an explicit number is obeyed, with a warning.
+ * How many workers `sip-edge start` runs, and what is known to go wrong
+ * with more than one. The default is one process: the per-worker state
+ * below makes several workers misroute, measured on 127.0.0.1 with two
+ * workers (UDP phone, two UDP PBXs answering at once):
+ *
+ * - A PBX's answer arrives on the shared UDP socket and is read by
+ *   whichever worker reads first, not necessarily the one that forwarded
+ *   the request and holds its per-request failover timer. That worker,
+ *   having heard nothing, retries the request on the next target after the
+ *   request timeout: 89 of 300 INVITEs and 242 of 300 REGISTERs were also
+ *   sent to the Standby, and the phone got two answers.
+ * - A phone's TCP/TLS/WS connection lives in the worker that accepted it:
+ *   the PBX's answer read by another worker cannot be sent on it (9 of 40
+ *   REGISTERs from a TCP phone answered), nor can a PBX request carrying
+ *   that phone's flow token.
+ *
+ * Until answers are steered to the worker that forwarded the request,
+ * more workers is an explicit choice (`--workers N`, `--workers auto` for
+ * one per core), and the start log says what it costs.
  */
 export type WorkersOption = number | "auto";
+
+export const DEFAULT_WORKERS: WorkersOption = 1;
 
 export interface WorkerCount {
   workers: number;
   /** Why, for the start log line. */
   why: string;
-  /** Set when the count is known to break something (stream listeners with several workers). */
-  warning?: string;
+  /** What is known to go wrong with this many workers and this config. */
+  warnings: string[];
 }
 
-export function workerCount(requested: WorkersOption, cores: number, listenerTransports: readonly string[]): WorkerCount {
-  const streams = [...new Set(listenerTransports.filter((t) => t !== "udp"))];
-  const risk =
-    streams.length === 0
-      ? undefined
-      : `with ${streams.join("/")} listeners and several workers, a response or an in-dialog request for a phone's connection can reach a worker that does not hold it and be lost`;
-  if (requested !== "auto") {
-    return { workers: requested, why: "--workers", ...(requested > 1 && risk !== undefined ? { warning: risk } : {}) };
+export interface CountedConfig {
+  listenerTransports: readonly string[];
+  targets: number;
+}
+
+export function workerCount(requested: WorkersOption, cores: number, cfg: CountedConfig): WorkerCount {
+  const workers = requested === "auto" ? Math.max(1, Math.floor(cores)) : requested;
+  const why = requested === "auto" ? "--workers auto: one per core" : "--workers";
+  if (workers === 1) return { workers, why, warnings: [] };
+  const warnings: string[] = [];
+  if (cfg.targets >= 2) {
+    warnings.push(
+      "per-request failover state is per worker: an answer read by another worker than the one that forwarded the request is relayed without it, and the forwarding worker retries the request on the next target after the request timeout (duplicate INVITEs and REGISTERs on the Standby)",
+    );
   }
-  if (risk !== undefined) return { workers: 1, why: `auto: one process, because ${risk}` };
-  return { workers: Math.max(1, Math.floor(cores)), why: "auto: one worker per core" };
+  const streams = [...new Set(cfg.listenerTransports.filter((t) => t !== "udp"))];
+  if (streams.length > 0) {
+    warnings.push(`${streams.join("/")} connections are per worker: an answer or a flow-token request for a phone's connection read by another worker is lost`);
+  }
+  return { workers, why, warnings };
 }

@@ -8,7 +8,7 @@ import t, { type Test } from "tap";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -296,25 +296,25 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   t.equal(edge.primary("worker exited: starting another").length, 0, "no worker crashed");
 });
 
-t.test("--workers auto (the default): one worker per core for a UDP-only edge, one process with a TCP listener", async (t) => {
+t.test("one process by default; --workers auto runs one worker per core", async (t) => {
   const main = await fakePbx();
   t.teardown(() => main.peer.close());
   const cores = availableParallelism();
-  for (const withTcp of [false, true]) {
+  for (const args of [[], ["--workers", "auto"]]) {
     const port = await freePort();
     const { dir, file } = configFile(port, main.peer.port, main.peer.port + 1, "info");
-    if (!withTcp) writeFileSync(file, readFileSync(file, "utf8").replace(/^ {2}- \{ transport: tcp.*\n/m, ""));
-    const edge = EdgeProcess.start(file, []);
+    const edge = EdgeProcess.start(file, args);
     t.teardown(async () => {
       await edge.stop();
       rmSync(dir, { recursive: true, force: true });
     });
     const started = await edge.line((l) => l.msg === "edge primary started" || (l.msg === "edge started" && l.worker === undefined), "the edge to start");
-    if (withTcp || cores === 1) {
-      t.equal(started.msg, "edge started", `${withTcp ? "with a TCP listener" : "on one core"}: a single process, no primary`);
+    if (args.length === 0 || cores === 1) {
+      t.equal(started.msg, "edge started", `${args.join(" ") || "no --workers"}: a single process, no primary`);
     } else {
-      t.match(started, { msg: "edge primary started", workers: cores, why: /one worker per core/ }, `UDP only: ${cores} workers`);
+      t.match(started, { msg: "edge primary started", workers: cores, why: /one per core/ }, `--workers auto: ${cores} workers`);
       await waitFor(() => edge.primary("worker ready").length === cores, { ...WAIT, what: "every worker ready" });
+      t.ok(edge.lines.some((l) => l.level === 40 && /per-request failover state is per worker/.test(String(l.msg))), "the known cost is logged");
     }
     await edge.stop();
   }
