@@ -1,19 +1,19 @@
 /**
  * How many workers `sip-edge start` runs, and what is known to go wrong
  * with more than one. The default is one process: the per-worker state
- * below makes several workers misroute, measured on 127.0.0.1 with two
- * workers (UDP phone, two UDP PBXs answering at once):
+ * below makes several workers misroute (perf/cluster-affinity.ts, two
+ * workers, two fake UDP PBXs answering at once, 127.0.0.1):
  *
  * - A PBX's answer arrives on the shared UDP socket and is read by
  *   whichever worker reads first, not necessarily the one that forwarded
- *   the request and holds its per-request failover timer. That worker,
+ *   the request and holds its per-request failover timer. The forwarder,
  *   having heard nothing, retries the request on the next target after the
- *   request timeout: 89 of 300 INVITEs and 242 of 300 REGISTERs were also
- *   sent to the Standby, and the phone got two answers.
+ *   request timeout: 89-213 of 300 INVITEs and 242-300 of 300 REGISTERs
+ *   were also sent to the Standby.
  * - A phone's TCP/TLS/WS connection lives in the worker that accepted it:
- *   the PBX's answer read by another worker cannot be sent on it (9 of 40
- *   REGISTERs from a TCP phone answered), nor can a PBX request carrying
- *   that phone's flow token.
+ *   the PBX's answer read by another worker cannot be sent on it (9 of 40,
+ *   54 of 100 REGISTERs from TCP phones answered), nor can a PBX request
+ *   carrying that phone's flow token.
  *
  * Until answers are steered to the worker that forwarded the request,
  * more workers is an explicit choice (`--workers N`, `--workers auto` for
