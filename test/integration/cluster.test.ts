@@ -8,7 +8,7 @@ import t, { type Test } from "tap";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -318,4 +318,38 @@ t.test("one process by default; --workers auto runs one worker per core", async 
     }
     await edge.stop();
   }
+});
+
+t.test("SIGHUP to the primary: a refused file changes nothing; a restart-only change restarts the workers one by one", async (t) => {
+  const main = await fakePbx();
+  const standby = await fakePbx();
+  const port = await freePort();
+  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, "info");
+  const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
+  t.teardown(async () => {
+    await edge.stop();
+    main.peer.close();
+    standby.peer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  const good = readFileSync(file, "utf8");
+
+  writeFileSync(file, `${good}limits: { maxHeaders: nope }\n`);
+  edge.signal("SIGHUP");
+  await edge.line((l) => l.role === "primary" && typeof l.msg === "string" && l.msg.startsWith("config refused"), "the primary to refuse the file");
+  t.equal(edge.primary("rolling restart started").length, 0, "a refused file restarts nothing");
+
+  writeFileSync(file, `${good}limits: { maxHeaders: 100 }\n`);
+  edge.signal("SIGHUP");
+  await edge.line((l) => l.role === "primary" && l.msg === "restart-only settings changed: rolling restart", "the primary to see a restart-only change");
+  await edge.line((l) => l.role === "primary" && l.msg === "rolling restart done", "the rolling restart to finish");
+  await waitFor(() => edge.primary("drained worker exited").length >= 2, { ...WAIT, what: "the old workers to exit" });
+  t.same(edge.primary("worker ready").map((l) => l.worker).slice(2), [3, 4], "both workers replaced, one at a time");
+
+  const phone = await UdpPeer.open();
+  t.teardown(() => phone.close());
+  for (let i = 0; i < 10; i++) phone.send(options(port, `hup-${i}`, `UDP 127.0.0.1:${phone.port}`), port);
+  await waitFor(() => answered(phone.received).size === 10, { ...WAIT, what: "OPTIONS answered by the new workers" });
+  t.pass("the new workers serve");
 });
