@@ -5,6 +5,11 @@
  *
  *   node dist/perf/profile-summary.js FILE.cpuprofile [--top 40]
  *
+ * It also charges every sample to one phase of the edge's per-message work
+ * (parse, rewrite, serialize, routing, soft state, ...): the innermost frame
+ * on the sample's stack that starts a phase decides, so a Via parsed while
+ * rewriting counts as rewrite and one parsed by parse() as parse.
+ *
  * Self time is the time a sample was taken with the function on top of the
  * stack; "(program)" is native code V8 cannot attribute (libuv, syscalls
  * reached without a JS frame), "(garbage collector)" is GC.
@@ -109,6 +114,71 @@ export function summarize(p: Profile): { totalUs: number; byCategory: Map<string
   return { totalUs: total, byCategory, byFunction };
 }
 
+/** The frame that starts a phase, by function name and module (category). */
+const PHASES: ReadonlyArray<[phase: string, test: (fn: string, cat: string) => boolean]> = [
+  ["UDP send: dgram send and sendto", (fn, cat) => cat === "node:dgram" && (fn === "doSend" || fn === "Socket.send" || fn === "afterSend") || (cat === "src/transport/layer" && (fn === "sendUdp" || fn === "send"))],
+  ["UDP receive: dgram onMessage and the transport layer", (fn, cat) => (cat === "node:dgram" && fn === "onMessage") || cat === "src/transport/udp" || (cat === "src/transport/layer" && fn === "onDatagram")],
+  ["parse (start line, headers, top Via, From/To check)", (fn, cat) => cat === "src/sip/parse" && fn === "parse"],
+  ["rewrite (Via, Max-Forwards, Route, Record-Route, Path, received/rport)", (fn, cat) => (cat === "src/sip/message" && /^(prependVia|removeTopVia|replaceTopVia|setMaxForwards|removeFirstRoute|addRecordRoute|addPath|setHeader|addHeader|fixContentLength|setRequestUri)$/.test(fn)) || (cat === "src/edge/proxy" && fn === "stampTopVia")],
+  ["serialize (toString, toBuffer)", (fn, cat) => cat === "src/sip/message" && (fn === "toBuffer" || fn === "toString")],
+  ["header reads after parse (get, routes, contacts, option tags)", (fn, cat) => cat === "src/sip/message" && /^(get|getAll|has|listValues|hasOptionTag|routes|recordRoutes|paths|contacts|vias)$/.test(fn)],
+  ["routing decision (router, policy, device table)", (fn, cat) => (cat === "src/edge/policy-router" && fn === "route") || (cat.startsWith("src/edge/") && cat.endsWith("router") && fn === "route") || cat.startsWith("src/policy/") || cat.startsWith("src/rules/")],
+  ["soft state (lru-cache)", (fn, cat) => cat === "src/edge/soft-state" || cat === "npm lru-cache"],
+  ["failover timers", (fn, cat) => cat === "node:timers" || cat === "src/util/clock" || cat === "src/edge/timeout-queue" || (cat === "src/edge/proxy" && (fn === "armRetryTimer" || fn === "cancelRetryTimer"))],
+  ["flow token (HMAC)", (fn, cat) => cat === "src/edge/flow-token"],
+  ["health from traffic (observer)", (fn, cat) => cat.startsWith("src/health/") || (cat === "src/edge/edge" && fn === "targetOutcome")],
+  ["branch (hash96), loop check", (fn, cat) => cat === "src/edge/branch" || (cat === "src/edge/proxy" && fn === "isLoop")],
+  ["counters", (fn, cat) => cat === "src/util/counters"],
+  ["logging", (fn, cat) => cat === "npm pino" || cat === "npm pino-std-serializers" || cat === "npm sonic-boom"],
+  ["GC", (fn) => fn === "(garbage collector)"],
+];
+
+/** Self time charged to phases (see PHASES); the rest of src/edge/proxy is "proxy logic", the rest of Node "event loop and other". */
+export function phases(p: Profile): Map<string, number> {
+  const parent = new Map<number, number>();
+  const byId = new Map<number, ProfileNode>();
+  for (const n of p.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  const phaseOf = new Map<number, string>();
+  const resolvePhase = (id: number): string => {
+    const known = phaseOf.get(id);
+    if (known !== undefined) return known;
+    let sawProxy = false;
+    let out: string | undefined;
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const f = byId.get(cur)!.callFrame;
+      const cat = category(f);
+      if (f.functionName === "(idle)") {
+        out = "(idle)";
+        break;
+      }
+      if (f.functionName === "(program)") {
+        out = "native, not attributed ((program))";
+        break;
+      }
+      const hit = PHASES.find(([, test]) => test(f.functionName, cat));
+      // The receive path is the caller of everything: it keeps only what ran
+      // in it before the proxy was entered.
+      if (hit !== undefined && !(sawProxy && hit[0].startsWith("UDP receive"))) {
+        out = hit[0];
+        break;
+      }
+      if (cat.startsWith("src/edge/") || cat.startsWith("src/sip/")) sawProxy = true;
+    }
+    out ??= sawProxy ? "proxy logic (the rest of src/edge/proxy)" : "event loop, ticks and other";
+    phaseOf.set(id, out);
+    return out;
+  };
+  const out = new Map<string, number>();
+  for (const [id, us] of selfTimes(p)) {
+    const ph = resolvePhase(id);
+    out.set(ph, (out.get(ph) ?? 0) + us);
+  }
+  return out;
+}
+
 function main(): void {
   const args = process.argv.slice(2);
   const file = args.find((a) => !a.startsWith("--"));
@@ -125,7 +195,9 @@ function main(): void {
   const busy = s.totalUs - idle;
   const pct = (us: number): string => ((100 * us) / busy).toFixed(1).padStart(5) + " %";
   console.log(`# ${file}\n# ${(s.totalUs / 1e6).toFixed(1)} s profiled, ${(busy / 1e6).toFixed(2)} s not idle; shares below are of the non-idle time\n`);
-  console.log("## by category");
+  console.log("## by phase of the per-message work");
+  for (const [k, v] of [...phases(profile)].filter(([k]) => k !== "(idle)").sort((a, b) => b[1] - a[1])) console.log(`${pct(v)}  ${k}`);
+  console.log("\n## by category");
   for (const [k, v] of [...s.byCategory].filter(([k]) => k !== "(idle)").sort((a, b) => b[1] - a[1])) console.log(`${pct(v)}  ${k}`);
   console.log(`\n## top ${top} functions (self time)`);
   for (const [k, v] of [...s.byFunction].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(v)}  ${k}`);

@@ -96,10 +96,11 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs): string {
 /**
  * `cpuProfDir`: the edge runs under `node --cpu-prof` and writes its profile
  * (one .cpuprofile per process) there when it exits, i.e. when the run stops
- * it with SIGTERM at the end.
+ * it with SIGTERM at the end. `root`: the checkout whose dist/ runs (an A/B
+ * against an older build in a git worktree, perf/edge-ab.ts).
  */
-export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined, cpuProfDir?: string): Promise<ProxyUnderTest> {
-  const cli = join(repoRoot(), "dist", "src", "cli.js");
+export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined, cpuProfDir?: string, root = repoRoot()): Promise<ProxyUnderTest> {
+  const cli = join(root, "dist", "src", "cli.js");
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
