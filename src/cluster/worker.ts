@@ -54,14 +54,17 @@ export async function startWorker(configPath: string): Promise<void> {
   };
 
   const apply = (m: ToWorker): void => {
+    if (m.kind === "seed") {
+      gotSeed(m.results);
+      return;
+    }
     if (running === undefined) {
+      // A stop before the edge is up ends the process at once (stop() has nothing to close).
       if (m.kind === "stop") void stop();
-      else if (m.kind !== "seed") early.push(m);
+      else early.push(m);
       return;
     }
     switch (m.kind) {
-      case "seed":
-        return;
       case "probe-result":
         running.edge.applyProbeResult(m.target, m.result);
         return;
@@ -82,9 +85,7 @@ export async function startWorker(configPath: string): Promise<void> {
 
   process.on("message", (raw: unknown) => {
     const m = toWorker(raw);
-    if (m === undefined) return;
-    if (m.kind === "seed") gotSeed(m.results);
-    else apply(m);
+    if (m !== undefined) apply(m);
   });
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
@@ -112,9 +113,5 @@ export async function startWorker(configPath: string): Promise<void> {
     exitOnStartFailure(e);
   }
   for (const m of early.splice(0)) apply(m);
-  if (stopping) {
-    await running.stop();
-    process.exit(0);
-  }
   send({ kind: "ready", listeners: running.edge.listeners.map((l) => `${l.transport}:${l.address}:${l.port}`) });
 }
