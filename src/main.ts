@@ -142,6 +142,8 @@ export interface RunOptions {
   };
   /** Fields on every log line of this edge (a cluster worker's id). */
   logBindings?: Record<string, unknown>;
+  /** A cluster worker: requests towards targets leave from a UDP port of its own (EdgeOptions.udpPrivateSockets). */
+  udpPrivateSockets?: boolean;
 }
 
 export async function run(configPath: string, opts: RunOptions = {}): Promise<Running> {
@@ -156,6 +158,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   const flowKey = obtainFlowKey(config);
   const dns = dnsResolver(config, clock, logger);
   const eo = edgeOptions(config, dt.table, flowKey, clock, logger, dns.resolver);
+  if (opts.udpPrivateSockets === true) eo.udpPrivateSockets = true;
 
   // Routing rules (proxy-rules/rules.yaml and rules.d/ beside the config):
   // when present, the rules engine decides first and hands Main/Standby

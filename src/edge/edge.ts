@@ -28,6 +28,11 @@ export interface EdgeOptions {
   transportLimits: TransportLimits;
   /** SO_RCVBUF/SO_SNDBUF of the UDP sockets (bounded by net.core.rmem_max/wmem_max). */
   udpSocketBufferBytes?: number;
+  /**
+   * A cluster worker's own UDP port per UDP listener, which requests towards
+   * targets leave from so their answers come back to it (src/transport/udp.ts).
+   */
+  udpPrivateSockets?: boolean;
   parseLimits: ParseLimits;
   softState: { maxEntries: number; ttlMs: number };
   flowKey: Buffer;
@@ -135,6 +140,7 @@ export class Edge {
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       limits: o.transportLimits,
       ...(o.udpSocketBufferBytes === undefined ? {} : { udpSocketBufferBytes: o.udpSocketBufferBytes }),
+      ...(o.udpPrivateSockets === true ? { udpPrivateSockets: true } : {}),
       clock: o.clock,
       logger: log.child({ module: "transport" }),
     });
@@ -255,7 +261,15 @@ export class Edge {
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
     if (o.health?.mode !== "follower") edge.setProbing(true);
-    log.info({ listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`), targets: targets.map((t) => `${t.name}=${t.uri}`) }, "edge started");
+    const privatePorts = transport.privateUdpPorts();
+    log.info(
+      {
+        listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`),
+        ...(Object.keys(privatePorts).length === 0 ? {} : { privateUdpPorts: privatePorts }),
+        targets: targets.map((t) => `${t.name}=${t.uri}`),
+      },
+      "edge started",
+    );
     return edge;
   }
 

@@ -38,7 +38,8 @@ export interface SendError {
 
 export interface TransportPort {
   listenerFor(transport: TransportName, family: 4 | 6): Listener | undefined;
-  send(dest: Endpoint, data: Buffer | string, opts?: { flowId?: string; servername?: string; onError?: (e: SendError) => void }): boolean;
+  /** `fromPrivatePort`: see SendOptions in src/transport/types.ts. */
+  send(dest: Endpoint, data: Buffer | string, opts?: { flowId?: string; servername?: string; onError?: (e: SendError) => void; fromPrivatePort?: boolean }): boolean;
   hasFlow(flowId: string): boolean;
 }
 

@@ -393,14 +393,14 @@ export class Proxy {
       this.d.softState.set(m.callId, callerBranch, st);
       // After set(): replacing the old entry disposes it, and with it its wait.
       if (st.retry !== undefined) this.d.softState.wait(m.callId, callerBranch, st);
-      this.send(m, dest, destFlowId, inb, target, callerBranch);
+      this.send(m, dest, destFlowId, inb, target, callerBranch, target !== undefined);
       if (extras?.fork !== undefined && extras.fork.length > 0) {
         st.forks = this.forwardForks(inb, extras.fork, branch);
         if (extras.onForkResponse !== undefined) st.onForkResponse = extras.onForkResponse;
       }
       return;
     }
-    this.send(m, dest, destFlowId, inb, isFork ? undefined : target, callerBranch);
+    this.send(m, dest, destFlowId, inb, isFork ? undefined : target, callerBranch, target !== undefined);
   }
 
   // ---- per-request failover ---------------------------------------------------
@@ -493,7 +493,8 @@ export class Proxy {
     this.d.counters.inc("tx.request.ACK.absorbed");
   }
 
-  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string): void {
+  /** `toTarget`: a request towards a target leaves from this worker's own UDP port, so its answer comes back here (src/transport/udp.ts). */
+  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string, toTarget = false): void {
     const data = m.toBuffer();
     const onError = (e: { code: string }): void => {
       this.d.counters.inc(`tx.error.${e.code}`);
@@ -509,7 +510,7 @@ export class Proxy {
         this.replyAfterForward(m, inb, 503, "Next Hop Failed");
       }
     };
-    const ok = this.d.transport.send(dest, data, flowId === undefined ? { onError } : { flowId, onError });
+    const ok = this.d.transport.send(dest, data, flowId === undefined ? { onError, fromPrivatePort: toTarget } : { flowId, onError });
     if (!ok) {
       if (m.isRequest) {
         // RFC 5626 §5.3: the flow to the phone is gone.

@@ -38,6 +38,14 @@ export interface TransportLayerOptions {
   logger: Logger;
   /** SO_RCVBUF/SO_SNDBUF for UDP sockets; the OS default when absent. */
   udpSocketBufferBytes?: number;
+  /**
+   * Give each UDP listener a second socket of this process's own (same
+   * address, a free port, not shared through node:cluster), which sends
+   * marked with `SendOptions.fromPrivatePort` leave from, so their answers
+   * (RFC 3581 rport) come back to this process (src/transport/udp.ts). A
+   * cluster worker turns it on; one process has no use for it.
+   */
+  udpPrivateSockets?: boolean;
 }
 
 const DEFAULT_WRITE_QUEUE_BYTES = 1024 * 1024;
@@ -66,6 +74,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   private readonly tls: TlsSettings | undefined;
   private readonly framerLimits: FramerLimits;
   private readonly udpBufferBytes: number | undefined;
+  private readonly udpPrivateSockets: boolean;
   private readonly udpListeners: UdpListener[] = [];
   private readonly streamListeners: StreamListener[] = [];
   private boundListeners: readonly BoundListener[] = [];
@@ -110,6 +119,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.framerLimits = { maxMessageBytes: l.maxMessageBytes, maxBufferBytes: l.maxStreamBufferBytes };
     this.budget = new ConnectionBudget(l.maxConnections, l.maxConnectionsPerSource);
     this.udpBufferBytes = opts.udpSocketBufferBytes;
+    this.udpPrivateSockets = opts.udpPrivateSockets === true;
     this.onMessage = () => this.count("no-handler");
     this.onFlowClosed = undefined;
   }
@@ -125,7 +135,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
         const family = familyOf(spec.address);
         const advertise = spec.advertise ?? defaultAdvertise(spec.address, family);
         if (spec.transport === "udp") {
-          const u = new UdpListener(this, spec, family, advertise, this.udpBufferBytes);
+          const u = new UdpListener(this, spec, family, advertise, this.udpBufferBytes, this.udpPrivateSockets);
           this.udpListeners.push(u);
           starts.push(u.start());
         } else {
@@ -177,6 +187,16 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     return this.boundListeners;
   }
 
+  /**
+   * The ports of the UDP listeners' private sockets (`udpPrivateSockets`),
+   * by listener id; empty without them.
+   */
+  privateUdpPorts(): Record<string, number> {
+    const ports: Record<string, number> = {};
+    for (const u of this.udpListeners) if (u.bound !== undefined && u.privatePort !== undefined) ports[u.bound.id] = u.privatePort;
+    return ports;
+  }
+
   /** The listener outbound traffic of a transport and family leaves from (for Via, Record-Route, Path). */
   listenerFor(transport: TransportName, family: 4 | 6): BoundListener | undefined {
     return this.outboundListener.get(transport + family);
@@ -186,7 +206,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
    * Sends one SIP message. With `flowId` it goes on that connection or, if
    * the connection is gone, `send` returns false at once (the proxy answers
    * 430, RFC 5626 §5.3). Otherwise UDP leaves from the UDP listener of the
-   * destination's family, and stream transports reuse the open connection to
+   * destination's family (from its private socket with `fromPrivatePort`,
+   * when it has one), and stream transports reuse the open connection to
    * the destination or open one. Every other failure goes to `onError`,
    * after `send` has returned.
    */
@@ -209,7 +230,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       return true;
     }
     if (dest.transport === "udp") {
-      this.sendUdp(dest, data, onError);
+      this.sendUdp(dest, data, onError, opts?.fromPrivatePort === true);
       return true;
     }
     const key = endpointKey(dest.transport, dest.address, dest.port);
@@ -339,7 +360,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     }
   }
 
-  private sendUdp(dest: Endpoint, data: Buffer | string, onError: ErrorCallback | undefined): void {
+  private sendUdp(dest: Endpoint, data: Buffer | string, onError: ErrorCallback | undefined, fromPrivatePort: boolean): void {
     let address = dest.address;
     let udp: UdpListener | undefined;
     if (familyOf(address) === 6) {
@@ -360,7 +381,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       }
     };
     try {
-      udp.socket.send(data, dest.port, address, done);
+      (fromPrivatePort ? (udp.privateSocket ?? udp.socket) : udp.socket).send(data, dest.port, address, done);
     } catch (err) {
       // The socket is closed (shutdown race); the destination was validated.
       this.count("udp-send-failed");

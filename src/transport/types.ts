@@ -67,6 +67,13 @@ export interface SendOptions {
   servername?: string;
   /** Failures after `send` returned are reported here, never thrown. */
   onError?: (e: TransportError) => void;
+  /**
+   * UDP: leave from this process's private socket of the listener, when it
+   * has one (`udpPrivateSockets`), so the answer comes back to this process.
+   * For requests towards targets; never for a phone (its NAT binding is on
+   * the shared port) nor for responses.
+   */
+  fromPrivatePort?: boolean;
 }
 
 export interface TransportLimits {

@@ -11,10 +11,28 @@ export interface UdpHost {
   count(reason: string): void;
 }
 
-/** One UDP socket per UDP listener; it both receives and sends (RFC 3581 symmetric response routing). */
+/**
+ * One UDP socket per UDP listener; it both receives and sends (RFC 3581
+ * symmetric response routing).
+ *
+ * With `privateSocket`, the listener also has a second socket on the same
+ * address and a free port, bound `exclusive` so that node:cluster does not
+ * share it: it is this process's alone. Requests the edge sends towards its
+ * targets leave from it (TransportLayer, `SendOptions.fromPrivatePort`), so
+ * the target's answer, sent back to the request's source port (RFC 3581,
+ * our Via always carries `rport`), reaches the worker that forwarded the
+ * request and holds its failover state, not whichever worker reads the
+ * shared socket first. Via, Record-Route and Path still name the shared
+ * listener. Whatever arrives on the private socket is handled as if it had
+ * arrived on the listener.
+ */
 export class UdpListener {
   readonly socket: Socket;
+  /** The process-private socket (see above); undefined without `privateSocket`. */
+  readonly privateSocket: Socket | undefined;
   bound: BoundListener | undefined;
+  /** The private socket's port, once bound. */
+  privatePort: number | undefined;
   private closed = false;
 
   constructor(
@@ -23,15 +41,45 @@ export class UdpListener {
     readonly family: 4 | 6,
     private readonly advertise: string,
     private readonly socketBufferBytes: number | undefined,
+    privateSocket = false,
   ) {
-    this.socket = createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup });
+    const type = family === 6 ? "udp6" : "udp4";
     const mapped = family === 6;
-    this.socket.on("message", (data: Buffer, rinfo: RemoteInfo) => {
+    const onMessage = (data: Buffer, rinfo: RemoteInfo): void => {
       host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
+    };
+    this.socket = createSocket({ type, lookup: literalLookup });
+    this.socket.on("message", onMessage);
+    if (privateSocket) {
+      this.privateSocket = createSocket({ type, lookup: literalLookup });
+      this.privateSocket.on("message", onMessage);
+    }
+  }
+
+  async start(): Promise<BoundListener> {
+    const bound = await this.bindShared();
+    if (this.privateSocket !== undefined) this.privatePort = await this.bindPrivate(this.privateSocket);
+    return bound;
+  }
+
+  /** The private socket: same address, a free port, never shared through node:cluster. */
+  private bindPrivate(s: Socket): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: private socket: ${err.message}`));
+      s.once("error", onBindError);
+      s.bind({ port: 0, address: this.spec.address, exclusive: true }, () => {
+        s.off("error", onBindError);
+        s.on("error", (err) => {
+          this.host.count("udp-socket-error");
+          this.host.logger.warn({ err: err.message, listener: this.bound?.id, private: true }, "udp socket error");
+        });
+        if (this.socketBufferBytes !== undefined) this.setBuffers(s, this.socketBufferBytes);
+        resolve(s.address().port);
+      });
     });
   }
 
-  start(): Promise<BoundListener> {
+  private bindShared(): Promise<BoundListener> {
     return new Promise((resolve, reject) => {
       const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${err.message}`));
       this.socket.once("error", onBindError);
@@ -42,7 +90,7 @@ export class UdpListener {
           this.host.count("udp-socket-error");
           this.host.logger.warn({ err: err.message, listener: this.bound?.id }, "udp socket error");
         });
-        if (this.socketBufferBytes !== undefined) this.setBuffers(this.socketBufferBytes);
+        if (this.socketBufferBytes !== undefined) this.setBuffers(this.socket, this.socketBufferBytes);
         const port = this.socket.address().port;
         this.bound = Object.freeze({
           id: listenerId("udp", this.spec.address, port),
@@ -58,28 +106,32 @@ export class UdpListener {
   }
 
   /** Larger socket buffers absorb bursts (DEPENDENCIES.md: 64 KiB drops datagrams under load). */
-  private setBuffers(bytes: number): void {
+  private setBuffers(socket: Socket, bytes: number): void {
     try {
-      this.socket.setRecvBufferSize(bytes);
-      this.socket.setSendBufferSize(bytes);
+      socket.setRecvBufferSize(bytes);
+      socket.setSendBufferSize(bytes);
     } catch (err) {
       // The OS refused the size; the defaults still work, only burst capacity is lower.
       this.host.logger.warn({ err: err instanceof Error ? err.message : String(err), bytes }, "udp buffer size not applied");
     }
   }
 
-  close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    return new Promise((resolve) => {
-      try {
-        this.socket.close(() => resolve());
-      } catch {
-        // Never bound (start failed): nothing to close.
-        resolve();
-      }
-    });
+    await Promise.all([closeSocket(this.socket), this.privateSocket === undefined ? undefined : closeSocket(this.privateSocket)]);
   }
+}
+
+function closeSocket(s: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      s.close(() => resolve());
+    } catch {
+      // Never bound (start failed): nothing to close.
+      resolve();
+    }
+  });
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
