@@ -19,6 +19,8 @@ export interface Sent {
   data: string;
   flowId: string | undefined;
   onError: ((e: SendError) => void) | undefined;
+  /** Asked to leave from this process's own UDP port (a request towards a target). */
+  fromPrivatePort: boolean;
 }
 
 export class RecordingTransport implements TransportPort {
@@ -30,9 +32,9 @@ export class RecordingTransport implements TransportPort {
     return this.listeners.find((l) => l.transport === transport && l.family === family);
   }
 
-  send(dest: Endpoint, data: Buffer | string, opts?: { flowId?: string; onError?: (e: SendError) => void }): boolean {
+  send(dest: Endpoint, data: Buffer | string, opts?: { flowId?: string; onError?: (e: SendError) => void; fromPrivatePort?: boolean }): boolean {
     if (opts?.flowId !== undefined && !this.flows.has(opts.flowId)) return false;
-    this.sent.push({ dest, data: typeof data === "string" ? data : data.toString("latin1"), flowId: opts?.flowId, onError: opts?.onError });
+    this.sent.push({ dest, data: typeof data === "string" ? data : data.toString("latin1"), flowId: opts?.flowId, onError: opts?.onError, fromPrivatePort: opts?.fromPrivatePort === true });
     return true;
   }
 

@@ -376,3 +376,51 @@ t.test("an in-dialog request towards a PBX that is down gets 408 at once; ACK is
   e.deliver(inDialog("ACK"), PHONE);
   t.same(e.transport.take().dest, MAIN, "ACK is forwarded (never answered)");
 });
+
+t.test("requests towards a target ask for the worker's own UDP port; Via, Record-Route and Path still name the shared listener; requests to a phone and responses do not", async (t) => {
+  const e = makeEdge();
+  const branch = branchOf(INVITE);
+  const token = e.flowTokens.encode({ transport: "udp", address: PHONE.address, port: PHONE.port, flowId: "", contactHostport: "" });
+  e.deliver(INVITE, PHONE);
+  const inv = e.transport.take();
+  t.match(inv, { dest: MAIN, fromPrivatePort: true }, "INVITE to Main: from the private port");
+  t.equal(inv.data.split("\r\n")[1], `Via: SIP/2.0/UDP 192.0.2.1:5060;branch=${branch};rport`, "our Via names the shared listener and asks for rport");
+  t.match(inv.data, `\r\nRecord-Route: <sip:${token}@192.0.2.1:5060;lr>\r\n`, "Record-Route names the shared listener");
+
+  // The answer (arriving on either socket) goes to the phone from the shared one.
+  const vias = inv.data.split("\r\n").filter((l) => l.startsWith("Via:"));
+  e.deliver(sip(["SIP/2.0 180 Ringing", ...vias, "From: <sip:1001@edge.example.com>;tag=aa1", "To: <sip:2001@edge.example.com>;tag=bb2", "Call-ID: call-1@192.168.1.20", "CSeq: 1 INVITE", "Content-Length: 0"]), MAIN);
+  t.match(e.transport.take(), { dest: PHONE, fromPrivatePort: false }, "a response: the shared port");
+
+  // CANCEL follows the INVITE to its target, from the private port too.
+  e.deliver(INVITE.replace(/^INVITE/, "CANCEL").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL"), PHONE);
+  const c = e.transport.take();
+  t.match(c, { dest: MAIN, fromPrivatePort: true }, "CANCEL to Main: from the private port");
+  t.equal(c.data.split("\r\n")[1], inv.data.split("\r\n")[1], "the CANCEL's Via is the INVITE's (RFC 3261 §9.1), whichever worker sends it");
+
+  e.deliver(REGISTER, PHONE);
+  const reg = e.transport.take();
+  t.match(reg, { dest: MAIN, fromPrivatePort: true }, "REGISTER to Main: from the private port");
+  t.match(reg.data, /^REGISTER [^\r]+\r\nVia: SIP\/2\.0\/UDP 192\.0\.2\.1:5060;branch=z9hG4bK-sE[^;]+;rport\r\n/);
+  t.match(reg.data, `\r\nPath: <sip:${token}@192.0.2.1:5060;lr>\r\n`, "Path names the shared listener");
+
+  // From the PBX to the phone (flow token): the phone's NAT binding is on the shared port.
+  e.deliver(
+    sip([
+      "BYE sip:1001@192.168.1.20:5062 SIP/2.0",
+      "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKbye1",
+      "Max-Forwards: 70",
+      `Route: <sip:${token}@192.0.2.1:5060;lr>`,
+      "From: <sip:2001@edge.example.com>;tag=bb2",
+      "To: <sip:1001@edge.example.com>;tag=aa1",
+      "Call-ID: call-1@192.168.1.20",
+      "CSeq: 2 BYE",
+      "Content-Length: 0",
+    ]),
+    MAIN,
+  );
+  t.match(e.transport.take(), { dest: PHONE, fromPrivatePort: false }, "a request to a phone: the shared port");
+
+  e.deliver(INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0"), PHONE);
+  t.match(e.transport.take(), { dest: PHONE, fromPrivatePort: false, data: /^SIP\/2\.0 483 / }, "a local reply: the shared port");
+});
