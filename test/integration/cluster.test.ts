@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { UdpPeer, pbxBehaviour } from "../helpers/edge-live.js";
+import { UdpPeer, answer, pbxBehaviour } from "../helpers/edge-live.js";
 import { waitFor } from "../helpers/wait.js";
 
 const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
@@ -294,6 +294,128 @@ t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none
   await waitFor(() => main.probers.length >= n + 2, { ...WAIT, what: "probes after the restart" });
   t.equal(new Set(main.probers.slice(n + 1)).size, 1, "after the restart one worker probes");
   t.equal(edge.primary("worker exited: starting another").length, 0, "no worker crashed");
+});
+
+function phoneRequest(method: "INVITE" | "REGISTER", id: string, via: string, contactPort: number): string {
+  const ruri = method === "INVITE" ? "sip:200@127.0.0.1" : "sip:127.0.0.1";
+  return [
+    `${method} ${ruri} SIP/2.0`,
+    `Via: SIP/2.0/${via};branch=z9hG4bK-${id};rport`,
+    "Max-Forwards: 70",
+    `From: <sip:${id}@127.0.0.1>;tag=${id}`,
+    `To: <${method === "INVITE" ? ruri : `sip:${id}@127.0.0.1`}>`,
+    `Call-ID: ${id}`,
+    `CSeq: 1 ${method}`,
+    `Contact: <sip:${id}@127.0.0.1:${contactPort}${via.startsWith("TCP") ? ";transport=tcp" : ""}>`,
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+t.test("with two workers every answer reaches the worker that forwarded the request: nothing is retried on the Standby, every TCP phone's REGISTER is answered", async (t) => {
+  const N = 200;
+  const TCP_PHONES = 40;
+  type Seen = { method: string; callId: string; fromPort: number };
+  // Main answers at once (INVITE: 100, 180, 200; REGISTER: 200) to the
+  // source port of the request (RFC 3581), except "sentinel" requests,
+  // which it never answers: their retry on the Standby marks, per worker,
+  // that every failover timer armed before it has fired.
+  const atMain: Seen[] = [];
+  const atStandby: Seen[] = [];
+  const seen = (text: string, port: number): Seen => ({ method: /^([A-Z]+) /.exec(text)?.[1] ?? "?", callId: /\r\nCall-ID: (\S+)/i.exec(text)?.[1] ?? "?", fromPort: port });
+  const main = await UdpPeer.open((text, p, rinfo) => {
+    if (text.startsWith("SIP/2.0") || text.startsWith("OPTIONS ")) return pbxBehaviour(text, p, rinfo);
+    const s = seen(text, rinfo.port);
+    atMain.push(s);
+    if (s.callId.startsWith("sentinel-")) return;
+    if (s.method === "INVITE") {
+      p.sock.send(answer(text, "100 Trying"), rinfo.port, rinfo.address);
+      p.sock.send(answer(text, "180 Ringing"), rinfo.port, rinfo.address);
+    }
+    pbxBehaviour(text, p, rinfo);
+  });
+  const standby = await UdpPeer.open((text, p, rinfo) => {
+    if (!text.startsWith("SIP/2.0") && !text.startsWith("OPTIONS ")) atStandby.push(seen(text, rinfo.port));
+    pbxBehaviour(text, p, rinfo);
+  });
+  const port = await freePort();
+  const { dir, file } = configFile(port, main.port, standby.port, "info");
+  const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
+  const phone = await UdpPeer.open();
+  const tcps: Socket[] = [];
+  t.teardown(async () => {
+    for (const s of tcps) s.destroy();
+    await edge.stop();
+    phone.close();
+    main.close();
+    standby.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  // A worker's own log line may come in after the primary's "worker ready".
+  const started = await waitFor(() => {
+    const ls = edge.lines.filter((l) => l.msg === "edge started" && typeof l.worker === "number");
+    return ls.length >= 2 && ls;
+  }, { ...WAIT, what: "both workers' start lines" });
+  const privatePorts = started.map((l) => Object.values(l.privateUdpPorts as Record<string, number>)[0]!);
+  t.equal(new Set(privatePorts).size, 2, `each worker has its own UDP port (${privatePorts.join(", ")})`);
+  t.notOk(privatePorts.includes(port), "neither is the shared port");
+
+  // UDP phone: N INVITEs, then N REGISTERs, a few in flight at a time.
+  for (const method of ["INVITE", "REGISTER"] as const) {
+    const WINDOW = 8;
+    let sent = 0;
+    const ids = (): number => [...answered(phone.received)].filter((id) => id.startsWith(`u${method}-`)).length;
+    const pump = (): void => {
+      while (sent < N && sent - ids() < WINDOW) phone.send(phoneRequest(method, `u${method}-${sent++}`, `UDP 127.0.0.1:${phone.port}`, phone.port), port);
+    };
+    phone.sock.on("message", pump);
+    pump();
+    await waitFor(() => ids() === N, { ...WAIT, what: `${N} UDP ${method}s answered 200` });
+    phone.sock.off("message", pump);
+    t.equal(ids(), N, `all ${N} UDP ${method}s answered`);
+  }
+
+  // TCP phones: one connection each (the primary deals them to both workers), REGISTER over UDP to Main.
+  let tcpAnswered = 0;
+  for (let i = 0; i < TCP_PHONES; i++) {
+    const s = connect(port, "127.0.0.1");
+    tcps.push(s);
+    s.on("error", () => {});
+    await once(s, "connect");
+    const rx: string[] = [];
+    let closed = false;
+    s.on("data", (d: Buffer) => rx.push(d.toString("latin1")));
+    s.on("close", () => (closed = true));
+    const id = `tREGISTER-${i}`;
+    s.write(phoneRequest("REGISTER", id, `TCP 127.0.0.1:${s.localPort!}`, s.localPort!));
+    // Bounded by the forwarding worker's own failover: without the answer it retries on the Standby and relays that 200.
+    await waitFor(() => rx.join("").includes(`Call-ID: ${id}`) || closed, { ...WAIT, what: `an answer on TCP phone ${i}'s connection` });
+    if (/^SIP\/2\.0 200 /m.test(rx.join("")) && atStandby.every((x) => x.callId !== id)) tcpAnswered++;
+    s.destroy();
+  }
+  t.equal(tcpAnswered, TCP_PHONES, `all ${TCP_PHONES} TCP phones' REGISTERs answered by Main on their connection`);
+  const tcpOwners = new Set(atMain.filter((x) => x.callId.startsWith("tREGISTER-")).map((x) => x.fromPort));
+  t.equal(tcpOwners.size, 2, "both workers forwarded TCP phones' REGISTERs");
+
+  // Sentinels until each worker has retried one on the Standby: by then every
+  // failover timer either worker armed earlier has fired (one duration, FIFO).
+  const retriedBy = (): Set<number> => new Set(atStandby.filter((x) => x.callId.startsWith("sentinel-")).map((x) => x.fromPort));
+  let sentinels = 0;
+  for (let round = 0; round < 20 && retriedBy().size < 2; round++) {
+    for (let i = 0; i < 4; i++) phone.send(phoneRequest("INVITE", `sentinel-${sentinels++}`, `UDP 127.0.0.1:${phone.port}`, phone.port), port);
+    const want = sentinels;
+    await waitFor(() => atStandby.filter((x) => x.callId.startsWith("sentinel-")).length >= want, { ...WAIT, what: "the sentinels retried on the Standby" });
+  }
+  t.same([...retriedBy()].sort(), [...privatePorts].sort(), `both workers retried a sentinel on the Standby (${sentinels} sent), from their own ports`);
+
+  const byWorker = (prefix: string): number => new Set(atMain.filter((x) => x.callId.startsWith(prefix)).map((x) => x.fromPort)).size;
+  t.equal(byWorker("uINVITE-"), 2, "both workers forwarded INVITEs");
+  t.equal(byWorker("uREGISTER-"), 2, "both workers forwarded REGISTERs");
+  t.ok(atMain.every((x) => privatePorts.includes(x.fromPort)), "every request reached Main from a worker's own port");
+  const dup = atStandby.filter((x) => !x.callId.startsWith("sentinel-"));
+  t.same(dup, [], `no INVITE or REGISTER also sent to the Standby (${2 * N} UDP, ${TCP_PHONES} TCP)`);
 });
 
 t.test("one process by default; --workers auto runs one worker per core", async (t) => {
