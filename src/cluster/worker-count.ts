@@ -1,23 +1,18 @@
 /**
  * How many workers `sip-edge start` runs, and what is known to go wrong
- * with more than one. The default is one process: the per-worker state
- * below makes several workers misroute (perf/cluster-affinity.ts, two
- * workers, two fake UDP PBXs answering at once, 127.0.0.1):
+ * with more than one (README, "Workers").
  *
- * - A PBX's answer arrives on the shared UDP socket and is read by
- *   whichever worker reads first, not necessarily the one that forwarded
- *   the request and holds its per-request failover timer. The forwarder,
- *   having heard nothing, retries the request on the next target after the
- *   request timeout: 89-213 of 300 INVITEs and 242-300 of 300 REGISTERs
- *   were also sent to the Standby.
- * - A phone's TCP/TLS/WS connection lives in the worker that accepted it:
- *   the PBX's answer read by another worker cannot be sent on it (9 of 40,
- *   54 of 100 REGISTERs from TCP phones answered), nor can a PBX request
- *   carrying that phone's flow token.
- *
- * Until answers are steered to the worker that forwarded the request,
- * more workers is an explicit choice (`--workers N`, `--workers auto` for
- * one per core), and the start log says what it costs.
+ * Answers to requests the edge forwards to its targets come back to the
+ * worker that forwarded them: each worker sends those requests from a UDP
+ * port of its own (src/transport/udp.ts) and the target answers to the
+ * source port (RFC 3581), so per-request failover and a TCP phone's
+ * REGISTER work with several workers (perf/cluster-affinity.ts: none of
+ * 300 INVITEs or 300 REGISTERs also sent to the Standby, 100 of 100 TCP
+ * REGISTERs answered; before: 96-213 and 235-300 to the Standby, 54-61 of
+ * 100 answered). What still goes wrong is in the warnings below; the first
+ * of them breaks calls to phones on TCP/TLS/WS, which is why the default
+ * stays one process and more workers is an explicit choice (`--workers N`,
+ * `--workers auto` for one per core).
  */
 export type WorkersOption = number | "auto";
 
@@ -41,14 +36,21 @@ export function workerCount(requested: WorkersOption, cores: number, cfg: Counte
   const why = requested === "auto" ? "--workers auto: one per core" : "--workers";
   if (workers === 1) return { workers, why, warnings: [] };
   const warnings: string[] = [];
-  if (cfg.targets >= 2) {
-    warnings.push(
-      "per-request failover state is per worker: an answer read by another worker than the one that forwarded the request is relayed without it, and the forwarding worker retries the request on the next target after the request timeout (duplicate INVITEs and REGISTERs on the Standby)",
-    );
-  }
   const streams = [...new Set(cfg.listenerTransports.filter((t) => t !== "udp"))];
   if (streams.length > 0) {
-    warnings.push(`${streams.join("/")} connections are per worker: an answer or a flow-token request for a phone's connection read by another worker is lost`);
+    warnings.push(
+      `${streams.join("/")} connections are per worker: a request from a PBX to a phone on one of them (an incoming call, or a BYE or re-INVITE within a call: its flow token) read by another worker than the one holding the connection is answered 430 Flow Failed, about ${workers - 1} in ${workers} of them; answers to the requests those phones send do reach them`,
+    );
+  }
+  if (cfg.targets >= 1 && cfg.listenerTransports.includes("udp")) {
+    warnings.push(
+      "requests to targets leave from each worker's own UDP port and their answers come back there only from a target that answers to the source port (RFC 3581 rport, which our Via asks for); a worker's port closes when it exits, so a rolling restart loses the answer to an INVITE that worker forwarded if it is still unanswered when the drain (--drain) ends",
+    );
+  }
+  if (cfg.targets >= 2) {
+    warnings.push(
+      "per-request failover state is per worker: a phone's retransmission read by another worker than the one that forwarded the request is forwarded again by that worker, which hears no answer (the target answers the first copy's worker) and retries it on the next target after the request timeout",
+    );
   }
   return { workers, why, warnings };
 }

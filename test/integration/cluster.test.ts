@@ -436,7 +436,7 @@ t.test("one process by default; --workers auto runs one worker per core", async 
     } else {
       t.match(started, { msg: "edge primary started", workers: cores, why: /one per core/ }, `--workers auto: ${cores} workers`);
       await waitFor(() => edge.primary("worker ready").length === cores, { ...WAIT, what: "every worker ready" });
-      t.ok(edge.lines.some((l) => l.level === 40 && /per-request failover state is per worker/.test(String(l.msg))), "the known cost is logged");
+      t.ok(edge.lines.some((l) => l.level === 40 && /own UDP port/.test(String(l.msg))), "the known cost is logged");
     }
     await edge.stop();
   }
