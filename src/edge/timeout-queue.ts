@@ -17,14 +17,16 @@ const COMPACT_AT = 1024;
  * are armed, so a FIFO keeps them sorted, and one clock timer, set for the
  * earliest live deadline, serves them all. Cancelling only marks an entry.
  * At thousands of INVITE/REGISTER per second this replaces a timer, a
- * closure and a map entry per request with one array slot; each timeout
- * still fires at its own deadline, in arming order.
+ * closure and a map entry per request with one array slot while several
+ * are pending; each timeout still fires at its own deadline, in arming
+ * order, and with none pending there is no clock timer at all.
  */
 export class TimeoutQueue<T> {
   private items: QueuedTimeout<T>[] = [];
   private head = 0;
   private timer: TimerHandle | undefined;
   private sweeping = false;
+  private live = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -35,20 +37,33 @@ export class TimeoutQueue<T> {
   add(value: T): QueuedTimeout<T> {
     const e: QueuedTimeout<T> = { due: this.clock.now() + this.durationMs, value, live: true };
     this.items.push(e);
+    this.live++;
     if (this.timer === undefined && !this.sweeping) this.arm(e.due);
     return e;
   }
 
   cancel(e: QueuedTimeout<T>): void {
+    if (!e.live) return;
     e.live = false;
     e.value = undefined;
+    if (--this.live === 0 && !this.sweeping) this.reset();
+  }
+
+  /**
+   * Nothing live is left: the entries go now, young, rather than wait in
+   * the queue until their deadlines (which got them promoted to the old
+   * generation and grew the heap), and so does the clock timer.
+   */
+  private reset(): void {
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.items = [];
+    this.head = 0;
   }
 
   /** Live timeouts still waiting (for tests and status). */
   get pending(): number {
-    let n = 0;
-    for (let i = this.head; i < this.items.length; i++) if (this.items[i]!.live) n++;
-    return n;
+    return this.live;
   }
 
   private arm(due: number): void {
@@ -69,6 +84,7 @@ export class TimeoutQueue<T> {
           const v = e.value as T;
           e.live = false;
           e.value = undefined;
+          this.live--;
           this.onExpire(v);
         }
       }
@@ -77,8 +93,7 @@ export class TimeoutQueue<T> {
     } finally {
       this.sweeping = false;
       if (this.head >= this.items.length) {
-        this.items = [];
-        this.head = 0;
+        this.reset();
       } else {
         if (this.head >= COMPACT_AT && this.head * 2 >= this.items.length) {
           this.items = this.items.slice(this.head);

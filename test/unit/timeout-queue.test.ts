@@ -89,3 +89,23 @@ t.test("the consumed front of a long queue is dropped", async (t) => {
   t.equal(n, 3000);
   t.equal(q.pending, 0);
 });
+
+t.test("regression: with nothing pending the queue holds no entries and no clock timer (entries kept to their deadline grew the heap)", async (t) => {
+  const c = new FakeClock(0);
+  const q = new TimeoutQueue<string>(c, 1000, () => t.fail("cancelled timeout fired"));
+  const a = q.add("a");
+  const b = q.add("b");
+  q.cancel(a);
+  t.equal(c.pending, 1, "b still pending");
+  q.cancel(b);
+  q.cancel(b);
+  t.equal(q.pending, 0);
+  t.equal(c.pending, 0, "no clock timer once nothing is pending");
+  const fired: string[] = [];
+  const q2 = new TimeoutQueue<string>(c, 1000, (v) => fired.push(`${v}@${c.now()}`));
+  q2.add("x");
+  c.advance(500);
+  q2.add("y");
+  c.advance(1000);
+  t.same(fired, ["x@1000", "y@1500"], "after a reset the queue still fires on time");
+});
