@@ -8,7 +8,7 @@
  * source port (RFC 3581), so per-request failover and a TCP phone's
  * REGISTER work with several workers (perf/cluster-affinity.ts: none of
  * 300 INVITEs or 300 REGISTERs also sent to the Standby, 100 of 100 TCP
- * REGISTERs answered; before: 96-213 and 235-300 to the Standby, 54-61 of
+ * REGISTERs answered; before: 89-213 and 235-300 to the Standby, 54-62 of
  * 100 answered). What still goes wrong is in the warnings below; the first
  * of them breaks calls to phones on TCP/TLS/WS, which is why the default
  * stays one process and more workers is an explicit choice (`--workers N`,
