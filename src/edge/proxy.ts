@@ -5,7 +5,7 @@ import type { SipMessage } from "../sip/message.js";
 import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
 import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
-import { responseTarget } from "../sip/via.js";
+import { proxyVia, responseTarget } from "../sip/via.js";
 import type { Clock } from "../util/clock.js";
 import { CounterFamily, type Counters } from "../util/counters.js";
 import { EDGE_BRANCH_PREFIX, deriveBranch, isEdgeBranch } from "./branch.js";
@@ -362,7 +362,8 @@ export class Proxy {
       }
     }
 
-    m.prependVia(`SIP/2.0/${viaTransport(out.transport)} ${hostRef(out.advertise)}:${out.port};branch=${branch};rport`);
+    // Our Via as an object: the message need not parse back what we wrote.
+    m.prependVia(proxyVia(viaTransport(out.transport), out.advertise, out.port, branch));
     if (isStream(dest.transport)) m.fixContentLength();
 
     if ((m.method === "INVITE" || m.method === "REGISTER") && !isFork) {

@@ -178,6 +178,31 @@ export function parseViaList(value: string): { ok: true; vias: Via[] } | { ok: f
   return { ok: true, vias };
 }
 
+/**
+ * The Via a proxy adds (RFC 3261 §16.6 step 8, with RFC 3581 `rport`), as
+ * the object `parseViaValue` makes of its text: the caller takes it as the
+ * message's top Via without parsing back what it just wrote. `host` may
+ * carry IPv6 brackets or not; `transport` is upper-cased.
+ */
+export function proxyVia(transport: string, host: string, port: number, branch: string): Via {
+  const bare = host.charCodeAt(0) === 91 /* [ */ ? host.slice(1, -1) : host;
+  const ref = bare.indexOf(":") >= 0 ? `[${bare}]` : bare;
+  return {
+    protocol: "SIP/2.0",
+    transport,
+    host: bare,
+    port,
+    params: [
+      { name: "branch", value: branch },
+      { name: "rport", value: null },
+    ],
+    branch,
+    received: undefined,
+    rport: null,
+    raw: `SIP/2.0/${transport} ${ref}:${port};branch=${branch};rport`,
+  };
+}
+
 /** The address a response to this Via goes to (RFC 3261 §18.2.2, RFC 3581 §4). */
 export function responseTarget(via: Via, defaultPort: number): { address: string; port: number } {
   const address = via.received ?? via.host;

@@ -9,7 +9,7 @@ import { canonicalName, lookupNameAt } from "../../src/sip/headers.js";
 import { findParam, isToken, parseParams, splitTopLevel, unfold, type Param } from "../../src/sip/lex.js";
 import { parseContact, parseNameAddr, parseNameAddrList, quickCheckNameAddr, tagOf } from "../../src/sip/nameaddr.js";
 import { formatSipUri, hostRef, parseUri, unescape, uriParam, type SipUri } from "../../src/sip/uri.js";
-import { parseViaList, parseViaValue, responseTarget, type Via } from "../../src/sip/via.js";
+import { parseViaList, parseViaValue, proxyVia, responseTarget, type Via } from "../../src/sip/via.js";
 
 type UriRow = [text: string, expect: Partial<SipUri> | { error: RegExp }];
 
@@ -507,4 +507,20 @@ t.test("lex helpers", async (tt) => {
 
   tt.equal(unfold("  a\r\n b\r\n\tc  "), "a b c");
   tt.equal(unfold("plain"), "plain");
+});
+
+t.test("proxyVia is what parseViaValue makes of its text", async (tt) => {
+  const cases: [string, string, number, string][] = [
+    ["UDP", "192.0.2.1", 5060, "z9hG4bKse1.0"],
+    ["TCP", "2001:db8::1", 5060, "z9hG4bKse2"],
+    ["TLS", "[2001:db8::2]", 5061, "z9hG4bKse3.2"],
+    ["WSS", "edge.example.com", 443, "z9hG4bKse4"],
+  ];
+  for (const [transport, host, port, branch] of cases) {
+    const v = proxyVia(transport, host, port, branch);
+    const r = parseViaValue(v.raw);
+    tt.ok(r.ok, v.raw);
+    if (r.ok) tt.strictSame(v, r.via, v.raw);
+  }
+  tt.equal(proxyVia("TCP", "2001:db8::1", 5060, "b").raw, "SIP/2.0/TCP [2001:db8::1]:5060;branch=b;rport");
 });
