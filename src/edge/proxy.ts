@@ -88,6 +88,7 @@ export class Proxy {
   private literalEndpoints: readonly (Endpoint | undefined)[] = [];
   /** Every attempt's "no response in time" timeout (one duration, so one queue). */
   private readonly retryTimeouts: TimeoutQueue<RetryTimeout>;
+  private readonly onResponseSendError = (e: { code: string }): void => this.d.counters.inc(`tx.error.${e.code}`);
 
   constructor(private readonly d: ProxyDeps) {
     this.limits = d.limits ?? DEFAULT_LIMITS;
@@ -497,7 +498,9 @@ export class Proxy {
   /** `toTarget`: a request towards a target leaves from this worker's own UDP port, so its answer comes back here (src/transport/udp.ts). */
   private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string, toTarget = false): void {
     const data = m.toBuffer();
-    const onError = (e: { code: string }): void => {
+    // A response's error only counts (no target, nothing to retry or answer):
+    // one callback serves them all instead of a closure per response.
+    const onError = !m.isRequest && target === undefined ? this.onResponseSendError : (e: { code: string }): void => {
       this.d.counters.inc(`tx.error.${e.code}`);
       if (target !== undefined) this.d.observer?.targetOutcome(target, "transport-error");
       if (!m.isRequest || m.method === "ACK") return;

@@ -424,3 +424,21 @@ t.test("requests towards a target ask for the worker's own UDP port; Via, Record
   e.deliver(INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0"), PHONE);
   t.match(e.transport.take(), { dest: PHONE, fromPrivatePort: false, data: /^SIP\/2\.0 483 / }, "a local reply: the shared port");
 });
+
+t.test("a transport error relaying a response is counted and nothing else: no health outcome, no retry, no answer", async (t) => {
+  const outcomes: string[] = [];
+  const e = makeEdge({ observer: { targetOutcome: (_tg, o) => outcomes.push(o) } });
+  e.deliver(INVITE, PHONE);
+  const inv = e.transport.take();
+  const vias = inv.data.split("\r\n").filter((l) => l.startsWith("Via:"));
+  const ringing = sip(["SIP/2.0 180 Ringing", ...vias, "From: <sip:1001@edge.example.com>;tag=aa1", "To: <sip:2001@edge.example.com>;tag=bb2", "Call-ID: call-1@192.168.1.20", "CSeq: 1 INVITE", "Content-Length: 0"]);
+  for (let i = 0; i < 2; i++) {
+    e.deliver(ringing, MAIN);
+    const r = e.transport.take();
+    t.same(r.dest, PHONE);
+    r.onError!({ code: "send-failed", reason: "gone", dest: r.dest });
+  }
+  t.equal(e.counters.get("tx.error.send-failed"), 2);
+  t.equal(e.transport.sent.length, 0, "nothing sent after the errors");
+  t.same(outcomes, [], "a response's error says nothing about the target");
+});
