@@ -204,6 +204,10 @@ export class Proxy {
 
     let retryState: RetryState | undefined;
     let extras: DecisionExtras | undefined;
+    // The soft-state key of an INVITE/REGISTER, built once for every lookup
+    // of this message (neither the router nor a rule's rewrite touches Via or
+    // Call-ID).
+    let txnKey: string | undefined;
     if (retry !== undefined) {
       target = retry.target;
       dest = this.d.resolver.endpoint(target);
@@ -212,14 +216,15 @@ export class Proxy {
       // The router never sees this copy: its rewrites are applied again.
       retry.rewrite?.(m);
       if (dest === undefined) {
-        this.nextAttempt(m.callId, m.topVia.branch, "unresolvable");
+        this.nextAttempt(SoftState.key(m.callId, m.topVia.branch), "unresolvable");
         return;
       }
     } else if (m.method === "CANCEL" || m.method === "ACK" || m.method === "INVITE" || m.method === "REGISTER") {
       // The CANCEL and the non-2xx ACK must reach the target, and use the
       // branch, that the INVITE is on now (after any failover); an INVITE or
       // REGISTER seen before is a retransmission and goes the same way.
-      const st = this.d.softState.get(m.callId, m.topVia.branch);
+      txnKey = SoftState.key(m.callId, m.topVia.branch);
+      const st = this.d.softState.getByKey(txnKey);
       if (st !== undefined) {
         dest = st.dest;
         target = st.target;
@@ -280,7 +285,7 @@ export class Proxy {
       const t = this.targetAt(dest);
       if (t !== undefined && this.d.isDown(t)) return this.reply(m, inb, 408, "Target Down");
     }
-    this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras);
+    this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras, false, txnKey);
   }
 
   /**
@@ -332,6 +337,7 @@ export class Proxy {
     retry: RetryState | undefined,
     extras?: DecisionExtras,
     isFork = false,
+    txnKey?: string,
   ): void {
     const callerBranch = m.topVia.branch;
     const out = this.d.transport.listenerFor(dest.transport, familyOf(dest.address));
@@ -369,9 +375,10 @@ export class Proxy {
 
     if ((m.method === "INVITE" || m.method === "REGISTER") && !isFork) {
       const st: TxnState = { dest, target, branch };
+      const key = txnKey ?? SoftState.key(m.callId, callerBranch);
       // A retry or a retransmission keeps what the original routing decision
       // asked for, and the copies already forked.
-      const prev = this.d.softState.get(m.callId, callerBranch);
+      const prev = this.d.softState.getByKey(key);
       const shape = extras?.shapeResponse ?? prev?.shapeResponse;
       if (shape !== undefined) st.shapeResponse = shape;
       const rewrite = extras?.rewrite ?? prev?.rewrite;
@@ -385,17 +392,17 @@ export class Proxy {
           st.retry = retry;
           // Armed once per attempt: a retransmission from the caller must not
           // push the failover back.
-          if (retry.timer === undefined) this.armRetryTimer(m.callId, callerBranch, retry);
+          if (retry.timer === undefined) this.armRetryTimer(key, retry);
         } else {
           // On the last candidate the caller's own timers decide how long to
           // wait: a slow last target is better than a 408 from us.
           this.cancelRetryTimer(retry);
         }
       }
-      this.d.softState.set(m.callId, callerBranch, st);
+      this.d.softState.setByKey(key, st);
       // After set(): replacing the old entry disposes it, and with it its wait.
-      if (st.retry !== undefined) this.d.softState.wait(m.callId, callerBranch, st);
-      this.send(m, dest, destFlowId, inb, target, callerBranch, target !== undefined);
+      if (st.retry !== undefined) this.d.softState.wait(key, st);
+      this.send(m, dest, destFlowId, inb, target, callerBranch, target !== undefined, key);
       if (extras?.fork !== undefined && extras.fork.length > 0) {
         st.forks = this.forwardForks(inb, extras.fork, branch);
         if (extras.onForkResponse !== undefined) st.onForkResponse = extras.onForkResponse;
@@ -407,18 +414,18 @@ export class Proxy {
 
   // ---- per-request failover ---------------------------------------------------
 
-  private armRetryTimer(callId: string, callerBranch: string | undefined, retry: RetryState): void {
-    retry.timer = this.retryTimeouts.add({ callId, callerBranch, retry });
+  private armRetryTimer(key: string, retry: RetryState): void {
+    retry.timer = this.retryTimeouts.add({ key, retry });
   }
 
-  private onRetryTimeout({ callId, callerBranch, retry }: RetryTimeout): void {
+  private onRetryTimeout({ key, retry }: RetryTimeout): void {
     retry.timer = undefined;
-    const st = this.d.softState.get(callId, callerBranch);
+    const st = this.d.softState.getByKey(key);
     // A late timer for a transaction that has moved on changes nothing.
     if (st === undefined || st.retry !== retry) return;
     this.d.counters.inc("failover.timeout");
     if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
-    this.nextAttempt(callId, callerBranch, "timeout");
+    this.nextAttempt(key, "timeout");
   }
 
   private cancelRetryTimer(retry: RetryState): void {
@@ -428,10 +435,10 @@ export class Proxy {
   }
 
   /** Stops failover for a transaction: it has an answer from beyond its target. */
-  private settle(st: TxnState, callId?: string, callerBranch?: string): void {
+  private settle(st: TxnState, key: string): void {
     if (st.retry !== undefined) this.cancelRetryTimer(st.retry);
     delete st.retry;
-    if (callId !== undefined) this.d.softState.unwait(SoftState.key(callId, callerBranch), st);
+    this.d.softState.unwait(key, st);
   }
 
   /**
@@ -443,11 +450,8 @@ export class Proxy {
     for (const key of this.d.softState.takeWaiting(name)) {
       const st = this.d.softState.getByKey(key);
       if (st?.retry === undefined || st.target?.name !== name) continue;
-      const nl = key.indexOf("\n");
-      const callId = key.slice(0, nl);
-      const branch = key.slice(nl + 1);
       this.d.counters.inc("failover.target-down");
-      this.nextAttempt(callId, branch === "" ? undefined : branch, "target-down");
+      this.nextAttempt(key, "target-down");
     }
   }
 
@@ -455,13 +459,13 @@ export class Proxy {
    * Sends the transaction's request to its next candidate. With none left
    * (after a timeout or a transport error), the caller gets 408 or 503.
    */
-  private nextAttempt(callId: string, callerBranch: string | undefined, why: string): "retried" | "exhausted" | "none" {
-    const st = this.d.softState.get(callId, callerBranch);
+  private nextAttempt(key: string, why: string): "retried" | "exhausted" | "none" {
+    const st = this.d.softState.getByKey(key);
     const retry = st?.retry;
     if (st === undefined || retry === undefined) return "none";
     const next = retry.rest[0];
     if (next === undefined) {
-      this.settle(st, callId, callerBranch);
+      this.settle(st, key);
       this.answerOriginal(retry, why === "timeout" ? 408 : 503);
       return "exhausted";
     }
@@ -496,7 +500,7 @@ export class Proxy {
   }
 
   /** `toTarget`: a request towards a target leaves from this worker's own UDP port, so its answer comes back here (src/transport/udp.ts). */
-  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string, toTarget = false): void {
+  private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string, toTarget = false, txnKey?: string): void {
     const data = m.toBuffer();
     // A response's error only counts (no target, nothing to retry or answer):
     // one callback serves them all instead of a closure per response.
@@ -510,7 +514,7 @@ export class Proxy {
         // The phone's flow broke while we wrote to it (RFC 5626 §5.3).
         this.d.counters.inc("tx.flow-failed");
         this.replyAfterForward(m, inb, 430);
-      } else if (this.nextAttempt(m.callId, callerBranch, "transport-error") === "none") {
+      } else if (this.nextAttempt(txnKey ?? SoftState.key(m.callId, callerBranch), "transport-error") === "none") {
         this.replyAfterForward(m, inb, 503, "Next Hop Failed");
       }
     };
@@ -568,8 +572,8 @@ export class Proxy {
    * the response belongs to an attempt already abandoned).
    */
   private onTransactionResponse(m: SipMessage, ourBranch: string, ourViaRaw: string, from: Endpoint): boolean {
-    const callerBranch = m.topVia.branch;
-    const st = this.d.softState.get(m.callId, callerBranch);
+    const key = SoftState.key(m.callId, m.topVia.branch);
+    const st = this.d.softState.getByKey(key);
     if (st === undefined) return true;
     const status = m.status;
     const forkTarget = st.forks?.get(ourBranch);
@@ -595,7 +599,7 @@ export class Proxy {
       // soft state). The small entry itself stays for the LRU to evict:
       // lru-cache's delete() clears all its arrays whenever the cache
       // becomes empty, which made a delete per transaction O(maxEntries).
-      this.settle(st, m.callId, callerBranch);
+      this.settle(st, key);
       delete st.shapeResponse;
       delete st.ackBase;
       return true;
@@ -611,16 +615,16 @@ export class Proxy {
     const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);
     if (status < 200 || !retryable) {
       // Ringing or a real answer from beyond the target: never retried.
-      this.settle(st, m.callId, callerBranch);
+      this.settle(st, key);
       return true;
     }
     if (retry.rest.length === 0) {
       // Nothing left to try: the caller gets this final response.
-      this.settle(st, m.callId, callerBranch);
+      this.settle(st, key);
       return true;
     }
     if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
-    this.nextAttempt(m.callId, callerBranch, `status-${status}`);
+    this.nextAttempt(key, `status-${status}`);
     return false;
   }
 

@@ -52,8 +52,8 @@ export interface RetryState {
 
 /** What the failover timeout of one attempt needs to find its transaction again. */
 export interface RetryTimeout {
-  callId: string;
-  callerBranch: string | undefined;
+  /** `SoftState.key` of the transaction. */
+  key: string;
   retry: RetryState;
 }
 
@@ -89,12 +89,12 @@ export class SoftState {
     });
   }
 
-  /** Records that the transaction waits on `st.target` with failover possible. */
-  wait(callId: string, branch: string | undefined, st: TxnState): void {
+  /** Records that the transaction (by its `key`) waits on `st.target` with failover possible. */
+  wait(key: string, st: TxnState): void {
     if (st.target === undefined) return;
     let set = this.pending.get(st.target.name);
     if (set === undefined) this.pending.set(st.target.name, (set = new Set()));
-    set.add(SoftState.key(callId, branch));
+    set.add(key);
   }
 
   unwait(key: string, st: TxnState): void {
@@ -113,6 +113,11 @@ export class SoftState {
     return this.txns.get(key);
   }
 
+  /**
+   * The transaction's key. The proxy builds it once per message and passes
+   * it to the `ByKey` methods: a string built and hashed per lookup was up to
+   * seven per call.
+   */
   static key(callId: string, branch: string | undefined): string {
     return `${callId}\n${branch ?? ""}`;
   }
@@ -123,6 +128,10 @@ export class SoftState {
 
   set(callId: string, branch: string | undefined, s: TxnState): void {
     this.txns.set(SoftState.key(callId, branch), s);
+  }
+
+  setByKey(key: string, s: TxnState): void {
+    this.txns.set(key, s);
   }
 
   get size(): number {
