@@ -15,28 +15,15 @@
  * The "before" checkout must have dist/src/cli.js built. Loopback only;
  * every process is stopped by PID; a watchdog bounds the run.
  */
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { resolve } from "node:path";
 import { startEdge } from "./lib/proxies.js";
 import type { ProxyUnderTest } from "./lib/proxies.js";
-import { fmt, median, parseRates, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
+import { fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
+import { positiveInt, rates } from "./lib/args.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
 import type { StepKind, StepResult } from "./lib/steps.js";
-
-function rates(v: string): number[] {
-  try {
-    return parseRates(v);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
-  return n;
-}
 
 interface Options {
   before: string;

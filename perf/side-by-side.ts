@@ -17,28 +17,15 @@
  * the run if a step hangs.
  */
 import { writeFileSync } from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import type { SippTransport } from "../test/helpers/sipp.js";
 import { startProxy } from "./lib/proxies.js";
 import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
-import { fmt, median, parseRates, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
+import { fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
+import { positiveInt, rates } from "./lib/args.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
 import type { StepKind, StepResult } from "./lib/steps.js";
-
-function rates(v: string): number[] {
-  try {
-    return parseRates(v);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
-  return n;
-}
 
 interface Options {
   rates: number[];
