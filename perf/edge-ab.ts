@@ -54,8 +54,8 @@ async function main(): Promise<void> {
   const results: { build: Build; r: StepResult }[] = [];
   const edges = new Map<Build, ProxyUnderTest>();
   try {
-    edges.set("before", await startEdge(run.pbxs, run.workDir, 1, undefined, resolve(o.before)));
-    edges.set("after", await startEdge(run.pbxs, run.workDir, 1));
+    edges.set("before", await startEdge(run.pbxs, run.workDir, { root: resolve(o.before) }));
+    edges.set("after", await startEdge(run.pbxs, run.workDir));
     const settlePids = [...run.pbxPids, ...[...edges.values()].flatMap((p) => (p.child === undefined ? [] : [p.child.pid]))];
     const base = { transport: "udp" as const, workDir: run.workDir, started: run.started, settlePids };
     for (const e of edges.values()) await warmUp(e, base);

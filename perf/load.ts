@@ -36,6 +36,7 @@ import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
 import { STEP_HEADER, stepRow, streamTable } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
 import { positiveInt, rates } from "./lib/args.js";
+import { rulesFileText } from "./lib/rules-text.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
 import type { StepResult } from "./lib/steps.js";
 import type { SippTransport } from "../test/helpers/sipp.js";
@@ -48,6 +49,7 @@ interface Options {
   transport: SippTransport;
   edgeWorkers?: number;
   edgeCpuProf?: string;
+  edgeRules?: number;
   json?: string;
 }
 
@@ -62,6 +64,7 @@ async function main(): Promise<void> {
     .addOption(new Option("--transport <t>", "phone transport").choices(["udp", "tcp"]).default("udp"))
     .option("--edge-workers <n>", "sip-edge --workers", positiveInt)
     .option("--edge-cpu-prof <dir>", "run the edge under node --cpu-prof, profiles written to this directory")
+    .option("--edge-rules <n>", "route through the rules engine: n mixed rules, every call tried against all of them (perf/lib/rules-text.ts)", positiveInt)
     .option("--json <file>", "also write the results as JSON")
     .parse()
     .opts<Options>();
@@ -72,7 +75,11 @@ async function main(): Promise<void> {
   const results: StepResult[] = [];
   let proxy: ProxyUnderTest | undefined;
   try {
-    proxy = await startProxy(o.proxy, run.pbxs, run.workDir, o.edgeWorkers, o.edgeCpuProf === undefined ? undefined : resolve(o.edgeCpuProf));
+    proxy = await startProxy(o.proxy, run.pbxs, run.workDir, {
+      ...(o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }),
+      ...(o.edgeCpuProf === undefined ? {} : { cpuProfDir: resolve(o.edgeCpuProf) }),
+      ...(o.edgeRules === undefined ? {} : { rulesYaml: rulesFileText(o.edgeRules, "mixed") }),
+    });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
     await warmUp(proxy, base);

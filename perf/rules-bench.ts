@@ -10,11 +10,8 @@
  *
  *   npx tsc -p tsconfig.build.json && node dist/perf/rules-bench.js
  *
- * Two rule mixes:
- *   prefix  a dial plan: every rule is `method INVITE` + a Request-URI user prefix
- *   mixed   rules cycle through six kinds: method + user prefix, source CIDR,
- *           User-Agent regex, Request-URI user exact list, header present,
- *           From host (the From header is parsed once per request)
+ * Two rule mixes, `prefix` (a dial plan) and `mixed` (six kinds of
+ * condition): perf/lib/rules-text.ts.
  */
 import { FlowTokenCodec } from "../src/edge/flow-token.js";
 import { EdgeIdentity } from "../src/edge/identity.js";
@@ -32,35 +29,11 @@ import { parse } from "../src/sip/parse.js";
 import { systemClock } from "../src/util/clock.js";
 import { Counters } from "../src/util/counters.js";
 import { silentLogger } from "../src/util/logger.js";
-
-type Mix = "prefix" | "mixed";
-
-/** Width of the dial-plan prefixes, so no rule's prefix is a prefix of another's. */
-const prefixOf = (i: number): string => `+4930${String(i).padStart(4, "0")}`;
-
-function ruleText(i: number, mix: Mix): string {
-  const k = mix === "prefix" ? 0 : i % 6;
-  switch (k) {
-    case 0:
-      return `  - { name: r${i}, match: { method: INVITE, requestUri: { user: { prefix: "${prefixOf(i)}" } } }, route: pbx }`;
-    case 1:
-      return `  - { name: r${i}, match: { source: "10.${i % 250}.${Math.floor(i / 250)}.0/24" }, route: pbx }`;
-    case 2:
-      return `  - { name: r${i}, match: { userAgent: { regex: "^Vendor${i}/[0-9]+" } }, route: pbx }`;
-    case 3:
-      return `  - { name: r${i}, match: { requestUri: { user: ["9${i}1", "9${i}2", "9${i}3"] } }, route: pbx }`;
-    case 4:
-      return `  - { name: r${i}, match: { headers: { X-Tenant-${i}: true } }, route: pbx }`;
-    default:
-      return `  - { name: r${i}, match: { from: { host: "tenant${i}.example.com" } }, route: pbx }`;
-  }
-}
+import { prefixOf, rulesFileText, type Mix } from "./lib/rules-text.js";
 
 /** n rules: n - 2 that fail, the one that matches, the default. */
 function rulesTable(n: number, mix: Mix): RulesTable {
-  const rules = Array.from({ length: Math.max(0, n - 2) }, (_, i) => ruleText(i, mix));
-  if (n >= 2) rules.push(`  - { name: hit, match: { method: INVITE, requestUri: { user: { prefix: "${prefixOf(n - 2)}" } } }, route: pbx }`);
-  const text = `groups:\n  pbx:\n    members: [main, standby]\nrules:\n${rules.join("\n")}${rules.length > 0 ? "\n" : ""}  - { name: default, route: pbx }\n`;
+  const text = rulesFileText(n, mix, true);
   const r = compileRules([{ file: `bench-${mix}-${n}.yaml`, text }], { knownTargets: new Set(["main", "standby"]) });
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.table;

@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   const results: StepResult[] = [];
   const proxies = new Map<ProxyKind, ProxyUnderTest>();
   try {
-    for (const kind of PROXIES) proxies.set(kind, await startProxy(kind, run.pbxs, run.workDir, o.edgeWorkers));
+    for (const kind of PROXIES) proxies.set(kind, await startProxy(kind, run.pbxs, run.workDir, o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }));
     const settlePids = [...run.pbxPids, ...[...proxies.values()].flatMap((p) => (p.child === undefined ? [] : [p.child.pid]))];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
     for (const p of proxies.values()) await warmUp(p, base);

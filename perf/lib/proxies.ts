@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, isBound } from "../../test/helpers/sipp.js";
 import { startChild } from "./child.js";
@@ -93,23 +93,37 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs): string {
   ].join("\n");
 }
 
-/**
- * `cpuProfDir`: the edge runs under `node --cpu-prof` and writes its profile
- * (one .cpuprofile per process) there when it exits, i.e. when the run stops
- * it with SIGTERM at the end. `root`: the checkout whose dist/ runs (an A/B
- * against an older build in a git worktree, perf/edge-ab.ts).
- */
-export async function startEdge(pbxs: Pbxs, workDir: string, workers: number | undefined, cpuProfDir?: string, root = repoRoot()): Promise<ProxyUnderTest> {
-  const cli = join(root, "dist", "src", "cli.js");
+/** How the edge under test runs. */
+export interface EdgeRunOptions {
+  /** sip-edge --workers (default 1). */
+  workers?: number;
+  /**
+   * The edge runs under `node --cpu-prof` and writes its profile (one
+   * .cpuprofile per process) there when it exits, i.e. when the run stops it
+   * with SIGTERM at the end.
+   */
+  cpuProfDir?: string;
+  /** The checkout whose dist/ runs (an A/B against an older build in a git worktree, perf/edge-ab.ts). */
+  root?: string;
+  /** A rules.yaml written beside the config, so the rules engine routes (perf/lib/rules-text.ts). */
+  rulesYaml?: string;
+}
+
+export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
+  const cli = join(o.root ?? repoRoot(), "dist", "src", "cli.js");
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
   writeFileSync(config, edgeConfigYaml(port, pbxs));
-  const prof = cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", cpuProfDir];
+  const rules = join(workDir, "rules.yaml");
+  // The work directory may be reused by the next proxy of a run: a rules
+  // file left there by an earlier edge must not route this one.
+  if (o.rulesYaml !== undefined) writeFileSync(rules, o.rulesYaml);
+  else rmSync(rules, { force: true });
+  const prof = o.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir];
   const args = [...prof, cli, "start", "--config", config];
-  // Always explicit: sip-edge's own default is one worker per core, and the
-  // recorded runs are one edge process unless --edge-workers says otherwise.
-  args.push("--workers", String(workers ?? 1));
+  // Always explicit, so the recorded runs say how many processes they used.
+  args.push("--workers", String(o.workers ?? 1));
   const child = startChild("sip-edge", process.execPath, args, { cwd: workDir });
   await waitListening(child, port, 20_000);
   return { kind: "edge", host: HOST, port, child, stop: () => child.stop() };
@@ -119,13 +133,13 @@ export function noProxy(pbxs: Pbxs): ProxyUnderTest {
   return { kind: "none", host: HOST, port: pbxs.main, child: undefined, stop: async () => undefined };
 }
 
-export async function startProxy(kind: ProxyKind, pbxs: Pbxs, workDir: string, edgeWorkers: number | undefined, edgeCpuProfDir?: string): Promise<ProxyUnderTest> {
+export async function startProxy(kind: ProxyKind, pbxs: Pbxs, workDir: string, edge: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
   switch (kind) {
     case "none":
       return noProxy(pbxs);
     case "kamailio":
       return startKamailio(pbxs, workDir);
     case "edge":
-      return startEdge(pbxs, workDir, edgeWorkers, edgeCpuProfDir);
+      return startEdge(pbxs, workDir, edge);
   }
 }
