@@ -57,50 +57,34 @@ export class UdpListener {
   }
 
   async start(): Promise<BoundListener> {
-    const bound = await this.bindShared();
-    if (this.privateSocket !== undefined) this.privatePort = await this.bindPrivate(this.privateSocket);
-    return bound;
+    const port = await this.bind(this.socket, { port: this.spec.port, address: this.spec.address }, "");
+    this.bound = Object.freeze({
+      id: listenerId("udp", this.spec.address, port),
+      transport: "udp",
+      address: this.spec.address,
+      port,
+      advertise: this.advertise,
+      family: this.family,
+    });
+    // The private socket: same address, a free port, never shared through node:cluster.
+    if (this.privateSocket !== undefined) this.privatePort = await this.bind(this.privateSocket, { port: 0, address: this.spec.address, exclusive: true }, "private socket: ");
+    return this.bound;
   }
 
-  /** The private socket: same address, a free port, never shared through node:cluster. */
-  private bindPrivate(s: Socket): Promise<number> {
+  /** Binds one of the listener's sockets; resolves with its port. */
+  private bind(s: Socket, at: { port: number; address: string; exclusive?: boolean }, what: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: private socket: ${err.message}`));
+      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${what}${err.message}`));
       s.once("error", onBindError);
-      s.bind({ port: 0, address: this.spec.address, exclusive: true }, () => {
+      s.bind(at, () => {
         s.off("error", onBindError);
         s.on("error", (err) => {
+          // Send failures without a callback land here; they must not crash the process.
           this.host.count("udp-socket-error");
-          this.host.logger.warn({ err: err.message, listener: this.bound?.id, private: true }, "udp socket error");
+          this.host.logger.warn({ err: err.message, listener: this.bound?.id, ...(s === this.socket ? {} : { private: true }) }, "udp socket error");
         });
         if (this.socketBufferBytes !== undefined) this.setBuffers(s, this.socketBufferBytes);
         resolve(s.address().port);
-      });
-    });
-  }
-
-  private bindShared(): Promise<BoundListener> {
-    return new Promise((resolve, reject) => {
-      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${err.message}`));
-      this.socket.once("error", onBindError);
-      this.socket.bind(this.spec.port, this.spec.address, () => {
-        this.socket.off("error", onBindError);
-        this.socket.on("error", (err) => {
-          // Send failures without a callback land here; they must not crash the process.
-          this.host.count("udp-socket-error");
-          this.host.logger.warn({ err: err.message, listener: this.bound?.id }, "udp socket error");
-        });
-        if (this.socketBufferBytes !== undefined) this.setBuffers(this.socket, this.socketBufferBytes);
-        const port = this.socket.address().port;
-        this.bound = Object.freeze({
-          id: listenerId("udp", this.spec.address, port),
-          transport: "udp",
-          address: this.spec.address,
-          port,
-          advertise: this.advertise,
-          family: this.family,
-        });
-        resolve(this.bound);
       });
     });
   }
