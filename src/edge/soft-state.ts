@@ -126,10 +126,6 @@ export class SoftState {
     return this.txns.get(SoftState.key(callId, branch));
   }
 
-  set(callId: string, branch: string | undefined, s: TxnState): void {
-    this.txns.set(SoftState.key(callId, branch), s);
-  }
-
   setByKey(key: string, s: TxnState): void {
     this.txns.set(key, s);
   }
