@@ -6,13 +6,14 @@
  */
 import t, { type Test } from "tap";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { UdpPeer, answer, pbxBehaviour } from "../helpers/edge-live.js";
+// A port free for both UDP and TCP: the cluster workers all bind the same one.
+import { freePort } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
 
 const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
@@ -83,25 +84,6 @@ class EdgeProcess {
       }
     }
   }
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1 (cluster workers must all bind the same one). */
-async function freePort(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1");
-    await once(srv, "listening");
-    const port = (srv.address() as AddressInfo).port;
-    const u = createSocket("udp4");
-    const ok = await new Promise<boolean>((resolve) => {
-      u.once("error", () => resolve(false));
-      u.bind(port, "127.0.0.1", () => resolve(true));
-    });
-    u.close();
-    srv.close();
-    if (ok) return port;
-  }
-  throw new Error("no free port");
 }
 
 function configFile(port: number, mainPort: number, standbyPort: number, level: string): { dir: string; file: string } {
