@@ -4,7 +4,7 @@
  *   npm run build && node dist/perf/load.js [--proxy edge|kamailio|none]
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
- *     [--edge-cpu-prof DIR]
+ *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -17,6 +17,11 @@
  *
  * --edge-cpu-prof DIR runs the edge under `node --cpu-prof`; its profile
  * (warm-up and every step) lands in DIR when the run stops it.
+ *
+ * --edge-overload off runs the edge without overload control (no 503
+ * shedding, no deferred timeouts; src/edge/overload.ts), to compare what
+ * happens past its ceiling. After the run the script prints how often the
+ * edge started shedding (its warn log lines).
  *
  * --proxy none sends the phones straight to the Main PBX: the baseline of
  * what SIPp and the machine do without a proxy.
@@ -50,6 +55,7 @@ interface Options {
   edgeWorkers?: number;
   edgeCpuProf?: string;
   edgeRules?: number;
+  edgeOverload: "on" | "off";
   json?: string;
 }
 
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
     .option("--edge-workers <n>", "sip-edge --workers", positiveInt)
     .option("--edge-cpu-prof <dir>", "run the edge under node --cpu-prof, profiles written to this directory")
     .option("--edge-rules <n>", "route through the rules engine: n mixed rules, every call tried against all of them (perf/lib/rules-text.ts)", positiveInt)
+    .addOption(new Option("--edge-overload <on|off>", "overload control of the edge (src/edge/overload.ts)").choices(["on", "off"]).default("on"))
     .option("--json <file>", "also write the results as JSON")
     .parse()
     .opts<Options>();
@@ -79,6 +86,7 @@ async function main(): Promise<void> {
       ...(o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }),
       ...(o.edgeCpuProf === undefined ? {} : { cpuProfDir: resolve(o.edgeCpuProf) }),
       ...(o.edgeRules === undefined ? {} : { rulesYaml: rulesFileText(o.edgeRules, "mixed") }),
+      overload: o.edgeOverload,
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
@@ -95,6 +103,10 @@ async function main(): Promise<void> {
   } finally {
     await proxy?.stop();
     await run.finish();
+  }
+  if (proxy?.child !== undefined) {
+    const episodes = proxy.child.output.split("\n").filter((l) => l.includes('"msg":"overload: ')).length;
+    console.log(`\n# edge overload control ${o.edgeOverload}: started shedding ${episodes} time(s) (warn log lines)`);
   }
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
 }

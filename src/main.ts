@@ -64,6 +64,15 @@ export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer
     softState: { maxEntries: cfg.softState.maxEntries, ttlMs: cfg.softState.ttlSeconds * 1000 },
     flowKey,
     failover: { requestTimeoutMs: cfg.failover.requestTimeoutMs, retryOn: new Set(cfg.failover.retryOn) },
+    overload: {
+      options: {
+        shedAtMs: cfg.overload.shedAtMs,
+        resumeAtMs: cfg.overload.resumeAtMs,
+        retryAfterSeconds: cfg.overload.retryAfterSeconds,
+        maxTimeoutDeferrals: cfg.overload.maxTimeoutDeferrals,
+      },
+      probeIntervalMs: cfg.overload.probeIntervalMs,
+    },
     health: {
       options: {
         failuresToDown: cfg.health.downAfter,

@@ -289,6 +289,25 @@ function policySchema(baseDir: string) {
   });
 }
 
+/** src/edge/overload.ts: what the edge does when it is behind. */
+const overloadSchema = z
+  .strictObject({
+    /** UDP queue delay (ms) at which new requests are answered 503; 0 never sheds. */
+    shedAtMs: intIn(0, 60_000).default(100),
+    /** Queue delay (ms) at or below which shedding stops and request timeouts are trusted again. */
+    resumeAtMs: intIn(0, 60_000).default(20),
+    retryAfterSeconds: intIn(0, 86_400).default(2),
+    /** How often each UDP socket measures its queue delay. */
+    probeIntervalMs: intIn(10, 10_000).default(50),
+    /** How many times one request's timeout may be put off while the edge is behind. */
+    maxTimeoutDeferrals: intIn(0, 100).default(4),
+  })
+  .superRefine((o, ctx) => {
+    if (o.shedAtMs > 0 && o.resumeAtMs >= o.shedAtMs) {
+      ctx.addIssue({ code: "custom", path: ["resumeAtMs"], input: o.resumeAtMs, message: `expected less than shedAtMs (${o.shedAtMs}), got ${o.resumeAtMs}` });
+    }
+  });
+
 const failoverSchema = z.strictObject({
   /** No response at all from a target within this time: try the next one. */
   requestTimeoutMs: intIn(100, 60_000).default(1000),
@@ -377,6 +396,7 @@ export function edgeConfigSchema(baseDir: string) {
         .prefault({})
         .transform((p) => ({ ...p, deviceTable: p.deviceTable ?? shippedDeviceTable })),
       failover: failoverSchema.prefault({}),
+      overload: overloadSchema.prefault({}),
       dns: dnsSchema.prefault({}),
     })
     .superRefine((c, ctx) => {

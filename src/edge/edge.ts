@@ -13,6 +13,7 @@ import type { Clock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowTokenCodec } from "./flow-token.js";
 import { EdgeIdentity } from "./identity.js";
+import { OverloadGate, type OverloadChange, type OverloadOptions } from "./overload.js";
 import { PolicyRouter, type DualOutcome } from "./policy-router.js";
 import { Proxy, type FailoverOptions, type ProxyObserver } from "./proxy.js";
 import { PriorityRouter, type Router } from "./router.js";
@@ -80,6 +81,11 @@ export interface EdgeOptions {
      */
     seed?: ReadonlyArray<{ target: string; result: ProbeReport }>;
   };
+  /**
+   * Shed new requests and distrust request timeouts while the UDP queues
+   * wait longer than the thresholds (src/edge/overload.ts); off when absent.
+   */
+  overload?: { options: OverloadOptions; probeIntervalMs: number };
   /** The Main/Standby failover policy (DESIGN.md §2.3); needs `health` and two targets. */
   policy?: { options: Partial<PolicyOptions>; table: DeviceTable };
 }
@@ -94,6 +100,8 @@ export interface EdgeStatus {
   dual: Record<string, DualOutcome>;
   counters: Record<string, number>;
   transport: ReturnType<TransportLayer["stats"]>;
+  /** Is the edge shedding new requests, and how long do datagrams wait (ms)? Undefined when overload control is off. */
+  overload: OverloadChange | undefined;
 }
 
 /**
@@ -124,6 +132,8 @@ export class Edge {
     private readonly makeRouter: (targets: readonly Target[]) => Router,
     /** Outcomes of `dual` REGISTER copies per device class (from the policy router in use). */
     private readonly dualStatus: () => Record<string, DualOutcome>,
+    /** Overload control (src/edge/overload.ts); undefined when off. */
+    readonly overload: OverloadGate | undefined,
   ) {
     this.targetList = targets;
     this.router = router;
@@ -141,6 +151,8 @@ export class Edge {
       limits: o.transportLimits,
       ...(o.udpSocketBufferBytes === undefined ? {} : { udpSocketBufferBytes: o.udpSocketBufferBytes }),
       ...(o.udpPrivateSockets === true ? { udpPrivateSockets: true } : {}),
+      // A probe not back after ten intervals was dropped in a full queue.
+      ...(o.overload === undefined ? {} : { queueProbe: { intervalMs: o.overload.probeIntervalMs, staleAfterMs: 10 * o.overload.probeIntervalMs } }),
       clock: o.clock,
       logger: log.child({ module: "transport" }),
     });
@@ -232,7 +244,17 @@ export class Edge {
         health.get(t.name)?.traffic({ outcome, status });
       },
     };
+    const olog = log.child({ module: "overload" });
+    const overload =
+      o.overload === undefined
+        ? undefined
+        : new OverloadGate(o.overload.options, () => transport.queueDelayMs(), (c) =>
+            c.shedding
+              ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; new requests are answered 503 until it is back under ${o.overload!.options.resumeAtMs} ms`)
+              : olog.info(c, "overload over: new requests are forwarded again"),
+          );
     const proxy = new Proxy({
+      ...(overload === undefined ? {} : { overload }),
       transport,
       identity: new EdgeIdentity(listeners, o.domains),
       router: () => holder.edge!.router,
@@ -257,7 +279,7 @@ export class Edge {
         if (tr.to === "down" || tr.to === "disabled") proxy.targetDown(tr.target);
       });
     }
-    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, makeProbing, makeRouter, () => policyRouter?.dualStatus() ?? {});
+    const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, makeProbing, makeRouter, () => policyRouter?.dualStatus() ?? {}, overload);
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
     if (o.health?.mode !== "follower") edge.setProbing(true);
@@ -322,6 +344,7 @@ export class Edge {
       dual: this.dualStatus(),
       counters: this.counters.snapshot(),
       transport: this.transport.stats(),
+      overload: this.overload?.status(),
     };
   }
 

@@ -15,6 +15,7 @@ import { buildLocalResponse } from "./local-response.js";
 import { defaultPort, familyOf, isStream, transportFromVia, viaTransport, type Endpoint, type Inbound, type Listener, type TransportPort } from "./ports.js";
 import type { Router } from "./router.js";
 import { SoftState, type RetryState, type RetryTimeout, type TxnState } from "./soft-state.js";
+import type { OverloadGate } from "./overload.js";
 import { TimeoutQueue } from "./timeout-queue.js";
 import type { Target, TargetResolver } from "./targets.js";
 
@@ -37,6 +38,8 @@ export interface ProxyDeps {
   isDown?: (t: Target) => boolean;
   limits?: ParseLimits;
   serverName?: string;
+  /** Sheds new requests and distrusts timeouts while the edge is behind; never when absent. */
+  overload?: OverloadGate;
 }
 
 export interface FailoverOptions {
@@ -253,6 +256,13 @@ export class Proxy {
       if (dest === undefined) return this.reply(m, inb, 404, "Not Found");
     }
     if (dest === undefined) {
+      // A new request while the edge is behind: 503 now costs far less than
+      // the call it would start (src/edge/overload.ts). CANCEL and ACK are
+      // never new work, and an in-dialog request belongs to a call already up.
+      if (this.d.overload !== undefined && m.method !== "ACK" && m.method !== "CANCEL" && !hasToTag(m) && this.d.overload.shed()) {
+        this.d.counters.inc("reject.overload");
+        return this.reply(m, inb, 503, "Overloaded", this.d.overload.retryAfter);
+      }
       const decision = this.d.router().route({ message: m, source: inb.source, listener: inb.listener, fromTarget });
       if (decision.action === "reject") return this.reply(m, inb, decision.status, decision.reason);
       if (decision.action === "drop") {
@@ -270,7 +280,7 @@ export class Proxy {
       }
       if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
       if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
-        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true };
+        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true, deferrals: 0 };
       }
       if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined || decision.rewrite !== undefined) {
         extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork, rewrite: decision.rewrite };
@@ -423,6 +433,14 @@ export class Proxy {
     const st = this.d.softState.getByKey(key);
     // A late timer for a transaction that has moved on changes nothing.
     if (st === undefined || st.retry !== retry) return;
+    const o = this.d.overload;
+    if (o !== undefined && retry.deferrals < o.options.maxTimeoutDeferrals && o.behind()) {
+      // The answer may be waiting, unread, in our own receive queue: not the target's fault.
+      retry.deferrals++;
+      this.d.counters.inc("failover.timeout-deferred");
+      this.armRetryTimer(key, retry);
+      return;
+    }
     this.d.counters.inc("failover.timeout");
     if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
     this.nextAttempt(key, "timeout");
@@ -473,6 +491,7 @@ export class Proxy {
     this.cancelRetryTimer(retry);
     retry.rest = retry.rest.slice(1);
     retry.attempt += 1;
+    retry.deferrals = 0;
     const r = parse(retry.original, { limits: this.limits });
     if (!r.ok) return "none";
     const base = st.branch.replace(/\.[0-9]+$/, "");

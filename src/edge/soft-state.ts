@@ -48,6 +48,8 @@ export interface RetryState {
   timer: QueuedTimeout<RetryTimeout> | undefined;
   /** Any failure final response moves the request, not only 408/5xx. */
   anyFailure: boolean;
+  /** Times the current attempt's timeout was put off because the edge was behind (src/edge/overload.ts). */
+  deferrals: number;
 }
 
 /** What the failover timeout of one attempt needs to find its transaction again. */

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { isIP, type Socket } from "node:net";
 import type { WebSocket } from "ws";
 import type { FramerLimits } from "../sip/framer.js";
-import type { Clock } from "../util/clock.js";
+import type { Clock, TimerHandle } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
 import { defaultAdvertise, endpointKey, familyOf, isValidDestination, isWildcard, mappedAddress, normalizeAddress } from "./address.js";
 import { ConnectionBudget } from "./budget.js";
@@ -46,6 +46,12 @@ export interface TransportLayerOptions {
    * cluster worker turns it on; one process has no use for it.
    */
   udpPrivateSockets?: boolean;
+  /**
+   * Measure each UDP socket's queue delay with a probe every `intervalMs`
+   * (src/transport/queue-delay.ts); no probe back for `staleAfterMs` means
+   * the socket is dropping. Off when absent: `queueDelayMs()` is then 0.
+   */
+  queueProbe?: { intervalMs: number; staleAfterMs: number };
 }
 
 const DEFAULT_WRITE_QUEUE_BYTES = 1024 * 1024;
@@ -91,6 +97,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   /** Flow ids differ across restarts, so a stale flow token never names a new connection. */
   private readonly flowPrefix = randomBytes(3).toString("hex");
   private flowSeq = 0;
+  private readonly queueProbe: { intervalMs: number; staleAfterMs: number } | undefined;
+  private probeTimer: TimerHandle | undefined;
   private readonly udpSent = (err: Error | null): void => {
     if (err) this.count("udp-send-failed");
   };
@@ -120,6 +128,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.budget = new ConnectionBudget(l.maxConnections, l.maxConnectionsPerSource);
     this.udpBufferBytes = opts.udpSocketBufferBytes;
     this.udpPrivateSockets = opts.udpPrivateSockets === true;
+    this.queueProbe = opts.queueProbe;
     this.onMessage = () => this.count("no-handler");
     this.onFlowClosed = undefined;
   }
@@ -163,6 +172,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     // The sockets UDP leaves from are those of the listeners named in Via.
     this.udp4 = this.udpListeners.find((u) => u.bound === this.outboundListener.get("udp4"));
     this.udp6 = this.udpListeners.find((u) => u.bound === this.outboundListener.get("udp6"));
+    if (this.queueProbe !== undefined && this.udpListeners.length > 0) this.probeQueues();
     return [...this.boundListeners];
   }
 
@@ -170,6 +180,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   async stop(): Promise<void> {
     if (this.state === "stopped") return;
     this.state = "stopped";
+    if (this.probeTimer !== undefined) this.clock.clearTimer(this.probeTimer);
+    this.probeTimer = undefined;
     for (const flow of [...this.flows.values()]) flow.fail("stopped", "transport layer stopped");
     await Promise.all([...this.udpListeners.map((u) => u.close()), ...this.streamListeners.map((s) => s.close())]);
   }
@@ -237,6 +249,29 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const flow = this.reusable(key) ?? this.connect(dest, key, opts?.servername, onError);
     flow?.send(data, onError);
     return true;
+  }
+
+  private readonly probeQueues = (): void => {
+    if (this.state !== "running") return;
+    const q = this.queueProbe!;
+    for (const u of this.udpListeners) u.probe(q.staleAfterMs);
+    this.probeTimer = this.clock.setTimer(q.intervalMs, this.probeQueues);
+  };
+
+  /**
+   * How long the datagram read now has waited in the longest UDP receive
+   * queue of this process, in ms (src/transport/queue-delay.ts); 0 without
+   * `queueProbe`.
+   */
+  queueDelayMs(): number {
+    if (this.probeTimer === undefined) return 0;
+    const now = this.clock.now();
+    let max = 0;
+    for (const u of this.udpListeners) {
+      const d = u.queueDelayMs(now);
+      if (d > max) max = d;
+    }
+    return max;
   }
 
   hasFlow(flowId: string): boolean {

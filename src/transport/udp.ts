@@ -1,12 +1,16 @@
+import { randomBytes } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { lookup as dnsLookup, type LookupOneOptions } from "node:dns";
 import { isIP } from "node:net";
+import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
-import { listenerId, normalizeAddress } from "./address.js";
+import { isWildcard, listenerId, normalizeAddress } from "./address.js";
+import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "./queue-delay.js";
 import type { BoundListener, ListenerSpec } from "./types.js";
 
 export interface UdpHost {
   readonly logger: Logger;
+  readonly clock: Clock;
   onDatagram(listener: UdpListener, data: Buffer, address: string, port: number): void;
   count(reason: string): void;
 }
@@ -34,6 +38,11 @@ export class UdpListener {
   /** The private socket's port, once bound. */
   privatePort: number | undefined;
   private closed = false;
+  /** Names this listener's queue-delay probes (src/transport/queue-delay.ts) among other workers'. */
+  private readonly probeTag = randomBytes(4).readUInt32BE(0);
+  /** Queue delay of the shared and the private socket; undefined until probing starts. */
+  private sharedDelay: DelayEstimate | undefined;
+  private privateDelay: DelayEstimate | undefined;
 
   constructor(
     private readonly host: UdpHost,
@@ -48,12 +57,75 @@ export class UdpListener {
     const onMessage = (data: Buffer, rinfo: RemoteInfo): void => {
       host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
     };
+    // A probe is tested for by its length and first byte before anything
+    // else: one compare on every datagram that is not one.
     this.socket = createSocket({ type, lookup: literalLookup });
-    this.socket.on("message", onMessage);
+    this.socket.on("message", (data: Buffer, rinfo: RemoteInfo): void => {
+      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(this.sharedDelay, this.bound?.port, data, rinfo)) return;
+      onMessage(data, rinfo);
+    });
     if (privateSocket) {
       this.privateSocket = createSocket({ type, lookup: literalLookup });
-      this.privateSocket.on("message", onMessage);
+      this.privateSocket.on("message", (data: Buffer, rinfo: RemoteInfo): void => {
+        if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(this.privateDelay, this.privatePort, data, rinfo)) return;
+        onMessage(data, rinfo);
+      });
     }
+  }
+
+  /** Where a socket of this listener sends its probes: itself (loopback for a wildcard address). */
+  private get probeAddress(): string {
+    if (!isWildcard(this.spec.address)) return this.spec.address;
+    return this.family === 6 ? "::1" : "127.0.0.1";
+  }
+
+  /**
+   * A probe is taken only from the socket's own address and port, which a
+   * remote peer cannot send from (Linux drops arriving datagrams with a
+   * local source address); a probe from another worker sharing the socket
+   * is dropped, and anything else that merely looks like one goes on to
+   * the parser like any datagram.
+   */
+  private takeProbe(delay: DelayEstimate | undefined, ownPort: number | undefined, data: Buffer, rinfo: RemoteInfo): boolean {
+    if (rinfo.port !== ownPort || normalizeAddress(rinfo.address) !== this.probeAddress) return false;
+    const p = decodeProbe(data);
+    if (p === undefined) return false;
+    if (p.tag !== this.probeTag || delay === undefined) {
+      this.host.count("queue-probe-foreign");
+      return true;
+    }
+    delay.sample(p.stampMs, this.host.clock.now());
+    return true;
+  }
+
+  /**
+   * Sends each socket a probe stamped now. The first call starts the
+   * estimates; `staleAfterMs` is how long without a probe back means the
+   * socket is losing datagrams.
+   */
+  probe(staleAfterMs: number): void {
+    if (this.closed || this.bound === undefined) return;
+    const now = this.host.clock.now();
+    // The shared socket's silence counts only when no other process reads it (no private socket: not a cluster worker).
+    this.sharedDelay ??= new DelayEstimate(now, staleAfterMs, this.privateSocket === undefined);
+    this.sendProbe(this.socket, this.bound.port, now);
+    if (this.privateSocket !== undefined && this.privatePort !== undefined) {
+      this.privateDelay ??= new DelayEstimate(now, staleAfterMs, true);
+      this.sendProbe(this.privateSocket, this.privatePort, now);
+    }
+  }
+
+  private sendProbe(s: Socket, port: number, now: number): void {
+    s.send(encodeProbe(this.probeTag, now), port, this.probeAddress, (err) => {
+      if (err) this.host.count("queue-probe-send-failed");
+    });
+  }
+
+  /** The longest wait a datagram read now has had on either socket, in ms; 0 before probing starts. */
+  queueDelayMs(now: number): number {
+    const s = this.sharedDelay?.estimate(now) ?? 0;
+    const p = this.privateDelay?.estimate(now) ?? 0;
+    return s > p ? s : p;
   }
 
   async start(): Promise<BoundListener> {

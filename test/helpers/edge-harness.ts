@@ -3,6 +3,7 @@
  * two listeners (UDP and TCP on 192.0.2.1:5060), Main and Standby targets.
  * Used by unit tests that assert the exact bytes the proxy sends.
  */
+import type { OverloadGate } from "../../src/edge/overload.js";
 import { FlowTokenCodec } from "../../src/edge/flow-token.js";
 import { EdgeIdentity } from "../../src/edge/identity.js";
 import type { Endpoint, Inbound, Listener, SendError, TransportName, TransportPort } from "../../src/edge/ports.js";
@@ -54,7 +55,7 @@ export const TCP: Listener = { id: "tcp0", transport: "tcp", address: "192.0.2.1
 
 export const KEY = Buffer.alloc(32, 7);
 
-export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver; isDown?: (t: Target) => boolean } = {}) {
+export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver; isDown?: (t: Target) => boolean; overload?: OverloadGate } = {}) {
   const clock = new FakeClock();
   const transport = new RecordingTransport([UDP, TCP]);
   const targets = opts.targets ?? [
@@ -78,6 +79,7 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
     clock,
     ...(opts.observer === undefined ? {} : { observer: opts.observer }),
     ...(opts.isDown === undefined ? {} : { isDown: opts.isDown }),
+    ...(opts.overload === undefined ? {} : { overload: opts.overload }),
   });
   const deliver = (text: string, source: Endpoint, listener: Listener = source.transport === "udp" ? UDP : TCP, flowId?: string): void => {
     const inb: Inbound = { data: Buffer.from(text, "latin1"), source, listener, ...(flowId === undefined ? {} : { flowId }) };

@@ -44,6 +44,7 @@ t.test("run(): an edge from a config file, with probing, forwarding and reload",
       `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: true }`,
       "  - { name: standby, uri: \"sip:127.0.0.1:9\" }",
       "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+      "overload: { shedAtMs: 400, resumeAtMs: 100, retryAfterSeconds: 7 }",
       "",
     ].join("\n"),
   );
@@ -64,6 +65,9 @@ t.test("run(): an edge from a config file, with probing, forwarding and reload",
     portOf(running.edge, "udp"),
   );
   t.match(await phone.nth(1), /^SIP\/2\.0 200 OK\r\n/, "REGISTER answered through the edge");
+  t.same(running.edge.overload?.options, { shedAtMs: 400, resumeAtMs: 100, retryAfterSeconds: 7, maxTimeoutDeferrals: 4 }, "the overload section is in force");
+  t.same(running.edge.overload?.retryAfter, ["Retry-After: 7"]);
+  t.equal(running.edge.status().overload?.shedding, false);
 
   writeFileSync(join(dir, "edge.yaml"), "listen: [ { transport: udp, address: 127.0.0.1, port: nope } ]\n");
   t.equal(running.reload(), false, "a bad file is refused");

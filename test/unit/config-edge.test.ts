@@ -71,6 +71,7 @@ function defaults(dir: string): EdgeConfig {
       deviceTable: join(shippedRulesDir(), "devices.yaml"),
     },
     failover: { requestTimeoutMs: 1000, retryOn: [408, 500, 503, 504] },
+    overload: { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, probeIntervalMs: 50, maxTimeoutDeferrals: 4 },
     dns: { srvTtlSeconds: 300, minTtlSeconds: 5, maxTtlSeconds: 3600, negativeTtlSeconds: 60 },
   };
 }
@@ -261,6 +262,8 @@ t.test("cross-field rules are reported at the field to fix", async (t) => {
     "edge.yaml:1:109: limits.maxConnectionsPerSource: expected at most maxConnections (10), got 20",
   ]);
   t.same(load("dns: { minTtlSeconds: 600, maxTtlSeconds: 60 }\n"), ["edge.yaml:1:23: dns.minTtlSeconds: expected at most maxTtlSeconds (60), got 600"]);
+  t.same(load("overload: { shedAtMs: 50, resumeAtMs: 50 }\n"), ["edge.yaml:1:39: overload.resumeAtMs: expected less than shedAtMs (50), got 50"]);
+  t.same(load("overload: { shedAtMs: 0, resumeAtMs: 50, probeIntervalMs: 5 }\n"), ["edge.yaml:1:59: overload.probeIntervalMs: expected an integer from 10 to 10000, got 5"], "shedAtMs 0 (never shed) takes any resumeAtMs");
 });
 
 t.test("targets: URI forms, transports, priorities", async (t) => {

@@ -1,0 +1,216 @@
+/**
+ * Overload control (src/edge/overload.ts, src/transport/queue-delay.ts):
+ * the probe's wire form, the per-socket delay estimate, the gate's
+ * hysteresis, and what the proxy sheds and what it never sheds, with a
+ * queue delay the test sets and a fake clock.
+ */
+import t from "tap";
+import { OverloadGate, type OverloadChange } from "../../src/edge/overload.js";
+import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "../../src/transport/queue-delay.js";
+import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
+
+const OPTIONS = { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, maxTimeoutDeferrals: 2 };
+
+t.test("probe wire form: round trip, and nothing else is taken for one", async (t) => {
+  const b = encodeProbe(0xdeadbeef, 1234.5);
+  t.equal(b.length, PROBE_BYTES);
+  t.same(decodeProbe(b), { tag: 0xdeadbeef, stampMs: 1234.5 });
+  t.equal(decodeProbe(Buffer.concat([b, Buffer.from("x")])), undefined, "longer");
+  t.equal(decodeProbe(b.subarray(0, PROBE_BYTES - 1)), undefined, "shorter");
+  const wrongMagic = Buffer.from(b);
+  wrongMagic[1] = 0x72;
+  t.equal(decodeProbe(wrongMagic), undefined, "second byte");
+  const notNul = Buffer.from(b);
+  notNul[0] = 0x49; // 'I', as in INVITE
+  t.equal(decodeProbe(notNul), undefined, "first byte");
+  t.equal(decodeProbe(encodeProbe(1, Number.NaN)), undefined, "a stamp that is not a number");
+});
+
+t.test("delay estimate: the last probe's wait; silence counts only once probes came back, and only where no one else reads", async (t) => {
+  const d = new DelayEstimate(0, 500, true);
+  t.equal(d.estimate(10_000), 0, "no probe back yet: no estimate, however long (a host whose probes never return)");
+  t.notOk(d.working);
+  d.sample(10_000, 10_040);
+  t.ok(d.working);
+  t.equal(d.estimate(10_040), 40);
+  t.equal(d.estimate(10_540), 40, "silence up to staleAfterMs is normal");
+  t.equal(d.estimate(10_541), 501, "then the silence is the wait (the queue is dropping probes)");
+  d.sample(10_600, 10_600);
+  t.equal(d.estimate(10_600), 0);
+  d.sample(11_000, 10_990);
+  t.equal(d.estimate(10_990), 0, "a stamp ahead of now is no wait");
+
+  const shared = new DelayEstimate(0, 500, false);
+  shared.sample(0, 70);
+  t.equal(shared.estimate(60_000), 70, "a socket other workers read: only samples count");
+});
+
+function gate(initialMs = 0) {
+  let delay = initialMs;
+  const changes: OverloadChange[] = [];
+  const g = new OverloadGate(OPTIONS, () => delay, (c) => changes.push(c));
+  return { g, changes, set: (ms: number) => (delay = ms) };
+}
+
+t.test("gate: sheds from shedAtMs until the delay is back at resumeAtMs, reporting each change once", async (t) => {
+  const { g, changes, set } = gate();
+  t.notOk(g.shed());
+  set(99);
+  t.notOk(g.shed(), "under shedAtMs");
+  t.ok(g.behind(), "but behind: over resumeAtMs");
+  set(100);
+  t.ok(g.shed());
+  t.ok(g.shed());
+  set(21);
+  t.ok(g.shed(), "still over resumeAtMs: hysteresis");
+  set(20);
+  t.notOk(g.shed());
+  t.notOk(g.behind());
+  t.same(changes, [
+    { shedding: true, queueDelayMs: 100 },
+    { shedding: false, queueDelayMs: 20 },
+  ]);
+  set(500);
+  t.same(g.status(), { shedding: true, queueDelayMs: 500 }, "status reads the state as of now");
+  t.equal(changes.length, 3);
+  t.same(g.retryAfter, ["Retry-After: 2"]);
+
+  let delay = 10_000;
+  const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay);
+  t.notOk(never.shed(), "shedAtMs 0: never sheds");
+  t.ok(never.behind(), "yet timeouts still wait");
+  delay = 0;
+  t.same(never.status(), { shedding: false, queueDelayMs: 0 });
+});
+
+const INVITE = sip([
+  "INVITE sip:2001@edge.example.com SIP/2.0",
+  "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKov1;rport",
+  "Max-Forwards: 70",
+  "From: <sip:1001@edge.example.com>;tag=f1",
+  "To: <sip:2001@edge.example.com>",
+  "Call-ID: ov-call-1",
+  "CSeq: 1 INVITE",
+  "Content-Length: 0",
+]);
+
+function request(method: string, opts: { callId?: string; toTag?: string; branch?: string } = {}): string {
+  return INVITE.replace(/^INVITE/, method)
+    .replace("CSeq: 1 INVITE", `CSeq: 1 ${method}`)
+    .replace("Call-ID: ov-call-1", `Call-ID: ${opts.callId ?? "ov-call-1"}`)
+    .replace("branch=z9hG4bKov1", `branch=${opts.branch ?? "z9hG4bKov1"}`)
+    .replace("To: <sip:2001@edge.example.com>", `To: <sip:2001@edge.example.com>${opts.toTag === undefined ? "" : `;tag=${opts.toTag}`}`);
+}
+
+function status(data: string): string {
+  return data.split("\r\n")[0]!;
+}
+
+t.test("proxy: while shedding, a new request from a phone gets 503 with Retry-After and goes nowhere", async (t) => {
+  const { g, set } = gate(150);
+  const e = makeEdge({ overload: g });
+  e.deliver(INVITE, PHONE);
+  const r = e.transport.take();
+  t.same(r.dest, PHONE);
+  t.equal(status(r.data), "SIP/2.0 503 Overloaded");
+  t.match(r.data, /\r\nRetry-After: 2\r\n/);
+  t.equal(e.transport.sent.length, 0, "nothing went to a target");
+  t.equal(e.counters.get("reject.overload"), 1);
+
+  e.deliver(request("REGISTER", { callId: "reg-1", branch: "z9hG4bKreg1" }), PHONE);
+  t.equal(status(e.transport.take().data), "SIP/2.0 503 Overloaded", "a REGISTER too");
+
+  set(0);
+  e.deliver(request("INVITE", { callId: "ov-call-2", branch: "z9hG4bKov2" }), PHONE);
+  t.same(e.transport.take().dest, MAIN, "forwarded again once the queue is back");
+});
+
+t.test("proxy: never shed while shedding: in-dialog requests, CANCEL, ACK, retransmissions, requests from a target, OPTIONS to the edge", async (t) => {
+  const g = gate();
+  const e = makeEdge({ overload: g.g });
+  // A call set up before the overload: its INVITE is forwarded and remembered.
+  e.deliver(INVITE, PHONE);
+  t.same(e.transport.take().dest, MAIN);
+  g.set(5_000);
+
+  e.deliver(INVITE, PHONE);
+  t.same(e.transport.take().dest, MAIN, "a retransmission of a forwarded INVITE follows it");
+  e.deliver(request("CANCEL"), PHONE);
+  t.same(e.transport.take().dest, MAIN, "CANCEL");
+  e.deliver(request("ACK", { toTag: "t9" }), PHONE);
+  t.same(e.transport.take().dest, MAIN, "the ACK of a non-2xx answer");
+
+  const bye = sip([
+    "BYE sip:2001@10.0.0.1:5070 SIP/2.0",
+    "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKbye1;rport",
+    "Route: <sip:192.0.2.1;lr>",
+    "Max-Forwards: 70",
+    "From: <sip:1001@edge.example.com>;tag=f1",
+    "To: <sip:2001@edge.example.com>;tag=t9",
+    "Call-ID: ov-call-0",
+    "CSeq: 2 BYE",
+    "Content-Length: 0",
+  ]);
+  e.deliver(bye, PHONE);
+  const sent = e.transport.take();
+  t.same(sent.dest, MAIN, "an in-dialog BYE follows its route");
+  t.match(status(sent.data), /^BYE /);
+
+  const fromPbx = sip([
+    "INVITE sip:1001@198.51.100.7:5062 SIP/2.0",
+    "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKpbx1;rport",
+    "Max-Forwards: 70",
+    "From: <sip:2001@edge.example.com>;tag=p1",
+    "To: <sip:1001@edge.example.com>",
+    "Call-ID: from-pbx-1",
+    "CSeq: 1 INVITE",
+    "Content-Length: 0",
+  ]);
+  e.deliver(fromPbx, MAIN);
+  t.same(e.transport.take().dest, PHONE, "a PBX's request is never shed");
+
+  const ping = sip([
+    "OPTIONS sip:edge.example.com SIP/2.0",
+    "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKka1;rport",
+    "Max-Forwards: 70",
+    "From: <sip:1001@edge.example.com>;tag=k1",
+    "To: <sip:edge.example.com>",
+    "Call-ID: ka-1",
+    "CSeq: 1 OPTIONS",
+    "Content-Length: 0",
+  ]);
+  e.deliver(ping, PHONE);
+  t.equal(status(e.transport.take().data), "SIP/2.0 200 OK", "the edge still answers its keepalive OPTIONS");
+  t.equal(e.counters.get("reject.overload"), 0);
+  t.equal(e.transport.sent.length, 0);
+});
+
+t.test("proxy: a timeout while the edge is behind is put off, at most maxTimeoutDeferrals times", async (t) => {
+  const { g, set } = gate();
+  const e = makeEdge({ overload: g });
+  e.deliver(INVITE, PHONE);
+  t.same(e.transport.take().dest, MAIN);
+  set(60); // behind (over resumeAtMs), not shedding
+  e.clock.advance(1000);
+  t.equal(e.transport.sent.length, 0, "no failover while our queue may hold the answer");
+  t.equal(e.counters.get("failover.timeout-deferred"), 1);
+  set(0);
+  e.clock.advance(1000);
+  const second = e.transport.take();
+  t.same(second.dest, { transport: "udp", address: "10.0.0.2", port: 5080 }, "the queue is empty and still no answer: Standby");
+  t.equal(e.counters.get("failover.timeout"), 1);
+
+  // Behind for good: each attempt waits at most 1 + maxTimeoutDeferrals timeouts.
+  const b = gate(60);
+  const e2 = makeEdge({ overload: b.g });
+  e2.deliver(INVITE, PHONE);
+  t.same(e2.transport.take().dest, MAIN);
+  e2.clock.advance(2000);
+  t.equal(e2.transport.sent.length, 0);
+  e2.clock.advance(1000);
+  t.same(e2.transport.take().dest, { transport: "udp", address: "10.0.0.2", port: 5080 }, "after two deferrals the timeout counts");
+  t.equal(e2.counters.get("failover.timeout-deferred"), 2);
+  e2.clock.advance(60_000);
+  t.equal(e2.transport.sent.length, 0, "on the last candidate the caller's own timers decide, as without overload control");
+  t.equal(e2.counters.get("failover.timeout-deferred"), 2);
+});
