@@ -65,12 +65,10 @@ export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer
     flowKey,
     failover: { requestTimeoutMs: cfg.failover.requestTimeoutMs, retryOn: new Set(cfg.failover.retryOn) },
     overload: {
-      options: {
-        shedAtMs: cfg.overload.shedAtMs,
-        resumeAtMs: cfg.overload.resumeAtMs,
-        retryAfterSeconds: cfg.overload.retryAfterSeconds,
-        maxTimeoutDeferrals: cfg.overload.maxTimeoutDeferrals,
-      },
+      shedAtMs: cfg.overload.shedAtMs,
+      resumeAtMs: cfg.overload.resumeAtMs,
+      retryAfterSeconds: cfg.overload.retryAfterSeconds,
+      maxTimeoutDeferrals: cfg.overload.maxTimeoutDeferrals,
       probeIntervalMs: cfg.overload.probeIntervalMs,
     },
     health: {

@@ -13,7 +13,7 @@ import type { Clock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowTokenCodec } from "./flow-token.js";
 import { EdgeIdentity } from "./identity.js";
-import { OverloadGate, type OverloadChange, type OverloadOptions } from "./overload.js";
+import { OverloadGate, type OverloadOptions, type OverloadStatus } from "./overload.js";
 import { PolicyRouter, type DualOutcome } from "./policy-router.js";
 import { Proxy, type FailoverOptions, type ProxyObserver } from "./proxy.js";
 import { PriorityRouter, type Router } from "./router.js";
@@ -85,7 +85,7 @@ export interface EdgeOptions {
    * Shed new requests and distrust request timeouts while the UDP queues
    * wait longer than the thresholds (src/edge/overload.ts); off when absent.
    */
-  overload?: { options: OverloadOptions; probeIntervalMs: number };
+  overload?: OverloadOptions;
   /** The Main/Standby failover policy (DESIGN.md §2.3); needs `health` and two targets. */
   policy?: { options: Partial<PolicyOptions>; table: DeviceTable };
 }
@@ -100,8 +100,8 @@ export interface EdgeStatus {
   dual: Record<string, DualOutcome>;
   counters: Record<string, number>;
   transport: ReturnType<TransportLayer["stats"]>;
-  /** Is the edge shedding new requests, and how long do datagrams wait (ms)? Undefined when overload control is off. */
-  overload: OverloadChange | undefined;
+  /** Which share of new requests the edge sheds, and how long datagrams wait (ms); undefined when overload control is off. */
+  overload: OverloadStatus | undefined;
 }
 
 /**
@@ -248,10 +248,14 @@ export class Edge {
     const overload =
       o.overload === undefined
         ? undefined
-        : new OverloadGate(o.overload.options, () => transport.queueDelayMs(), (c) =>
-            c.shedding
-              ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; new requests are answered 503 until it is back under ${o.overload!.options.resumeAtMs} ms`)
-              : olog.info(c, "overload over: new requests are forwarded again"),
+        : new OverloadGate(
+            o.overload,
+            () => transport.queueDelayMs(),
+            o.clock,
+            (c) =>
+              c.shedding
+                ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; a growing share of new requests is answered 503 until the wait is back under ${o.overload!.resumeAtMs} ms`)
+                : olog.info(c, "overload over: every new request is forwarded again"),
           );
     const proxy = new Proxy({
       ...(overload === undefined ? {} : { overload }),

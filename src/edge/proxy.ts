@@ -134,6 +134,13 @@ export class Proxy {
    * bytes are processed again with the target and branch already chosen.
    */
   private onRequest(m: SipMessage, inb: Inbound, retry?: { target: Target; branch: string; state: RetryState; rewrite: ((request: SipMessage) => void) | undefined }): void {
+    // The ACK of a final answer the edge gave itself (a 503 while shedding,
+    // a 483, ...) ends here: the edge was the UAS (RFC 3261 §17.2.1), and a
+    // target would only drop an ACK for a transaction it never saw.
+    if (m.method === "ACK" && isAckOfOwnAnswer(m)) {
+      this.d.counters.inc("absorb.ack.own-answer");
+      return;
+    }
     this.stampTopVia(m, inb.source);
 
     const scheme = m.uri!.scheme;
@@ -840,6 +847,22 @@ function hasToTag(m: SipMessage): boolean {
 /** A stable To tag for our own responses, so a retransmission gets the same one. */
 function toTagFor(m: SipMessage): string {
   return `se${deriveBranch(m).slice(-12)}`;
+}
+
+/**
+ * Does this ACK answer a response of our own? Its To tag is the one
+ * toTagFor gave the INVITE (a non-2xx ACK has the INVITE's branch, so the
+ * same tag). The ACK copies our To header verbatim, so a substring test
+ * rules out nearly every other ACK before the hash.
+ */
+function isAckOfOwnAnswer(m: SipMessage): boolean {
+  const to = m.get("To");
+  if (to === undefined) return false;
+  const at = to.indexOf(";tag=se");
+  if (at < 0) return false;
+  const tag = toTagFor(m);
+  const end = at + 5 + tag.length;
+  return to.startsWith(tag, at + 5) && (end === to.length || to[end] === ";" || to[end] === " " || to[end] === "\t");
 }
 
 /** `;name` / `;name=value` text of URI or header parameters. */

@@ -5,11 +5,12 @@
  * queue delay the test sets and a fake clock.
  */
 import t from "tap";
-import { OverloadGate, type OverloadChange } from "../../src/edge/overload.js";
+import { OverloadGate, SHED_STEP_DOWN, SHED_STEP_UP, type OverloadStatus } from "../../src/edge/overload.js";
+import { FakeClock } from "../../src/util/clock.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "../../src/transport/queue-delay.js";
 import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
 
-const OPTIONS = { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, maxTimeoutDeferrals: 2 };
+const OPTIONS = { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, maxTimeoutDeferrals: 2, probeIntervalMs: 50 };
 
 t.test("probe wire form: round trip, and nothing else is taken for one", async (t) => {
   const b = encodeProbe(0xdeadbeef, 1234.5);
@@ -45,42 +46,76 @@ t.test("delay estimate: the last probe's wait; silence counts only once probes c
   t.equal(shared.estimate(60_000), 70, "a socket other workers read: only samples count");
 });
 
-function gate(initialMs = 0) {
+/**
+ * A gate with a queue delay the test sets. With `shedAll` the random draw
+ * always sheds when the share is above 0 (the proxy tests); otherwise the
+ * draws come from a fixed cycle, so a share of 0.3 sheds 3 of every 10.
+ */
+function gate(initialMs = 0, shedAll = false) {
   let delay = initialMs;
-  const changes: OverloadChange[] = [];
-  const g = new OverloadGate(OPTIONS, () => delay, (c) => changes.push(c));
-  return { g, changes, set: (ms: number) => (delay = ms) };
+  const changes: OverloadStatus[] = [];
+  const clock = new FakeClock();
+  let i = 0;
+  const random = shedAll ? () => 0 : () => (i++ % 10) / 10 + 0.05;
+  const g = new OverloadGate(OPTIONS, () => delay, clock, (c) => changes.push(c), random);
+  // Shedding starts on the first interval over shedAtMs.
+  if (shedAll && initialMs >= OPTIONS.shedAtMs) {
+    clock.advance(50);
+    g.shed();
+  }
+  return { g, changes, clock, set: (ms: number) => (delay = ms) };
 }
 
-t.test("gate: sheds from shedAtMs until the delay is back at resumeAtMs, reporting each change once", async (t) => {
-  const { g, changes, set } = gate();
-  t.notOk(g.shed());
-  set(99);
-  t.notOk(g.shed(), "under shedAtMs");
-  t.ok(g.behind(), "but behind: over resumeAtMs");
-  set(100);
-  t.ok(g.shed());
-  t.ok(g.shed());
-  set(21);
-  t.ok(g.shed(), "still over resumeAtMs: hysteresis");
+function shedOf(g: OverloadGate, n: number): number {
+  let k = 0;
+  for (let j = 0; j < n; j++) if (g.shed()) k++;
+  return k;
+}
+
+t.test("gate: the shed share rises per interval over shedAtMs, holds in between, falls at resumeAtMs", async (t) => {
+  const { g, changes, clock, set } = gate();
+  t.equal(shedOf(g, 10), 0);
+  set(150);
+  t.equal(shedOf(g, 10), 0, "no decision before an interval has passed");
+  clock.advance(50);
+  t.equal(shedOf(g, 10), 1, "one interval over: 10 %");
+  t.same(changes, [{ shedding: true, shedShare: SHED_STEP_UP, queueDelayMs: 150 }], "the start is reported once");
+  clock.advance(50);
+  clock.advance(50);
+  t.equal(shedOf(g, 10), 2, "an idle stretch counts as one step up: 20 %");
+  clock.advance(50);
+  t.equal(shedOf(g, 10), 3);
+  set(60);
+  clock.advance(500);
+  t.equal(shedOf(g, 10), 3, "between resumeAtMs and shedAtMs the share holds");
+  t.ok(g.behind(), "and timeouts are not trusted");
   set(20);
-  t.notOk(g.shed());
   t.notOk(g.behind());
-  t.same(changes, [
-    { shedding: true, queueDelayMs: 100 },
-    { shedding: false, queueDelayMs: 20 },
-  ]);
-  set(500);
-  t.same(g.status(), { shedding: true, queueDelayMs: 500 }, "status reads the state as of now");
-  t.equal(changes.length, 3);
+  clock.advance(100);
+  t.equal(g.status().shedShare.toFixed(2), (0.3 - 2 * SHED_STEP_DOWN).toFixed(2), "down one step per interval passed");
+  clock.advance(50 * 4);
+  t.same(g.status(), { shedding: false, shedShare: 0, queueDelayMs: 20 });
+  t.equal(shedOf(g, 10), 0);
+  t.same(changes[1], { shedding: false, shedShare: 0, queueDelayMs: 20 }, "the end is reported once");
+  t.equal(changes.length, 2);
+
+  set(10_000);
+  for (let k = 0; k < 20; k++) {
+    clock.advance(50);
+    g.shed();
+  }
+  t.equal(g.status().shedShare, 1, "at most everything");
+  t.equal(shedOf(g, 10), 10);
   t.same(g.retryAfter, ["Retry-After: 2"]);
 
   let delay = 10_000;
-  const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay);
+  const c2 = new FakeClock();
+  const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay, c2);
+  c2.advance(1000);
   t.notOk(never.shed(), "shedAtMs 0: never sheds");
   t.ok(never.behind(), "yet timeouts still wait");
   delay = 0;
-  t.same(never.status(), { shedding: false, queueDelayMs: 0 });
+  t.same(never.status(), { shedding: false, shedShare: 0, queueDelayMs: 0 });
 });
 
 const INVITE = sip([
@@ -107,7 +142,7 @@ function status(data: string): string {
 }
 
 t.test("proxy: while shedding, a new request from a phone gets 503 with Retry-After and goes nowhere", async (t) => {
-  const { g, set } = gate(150);
+  const { g, set, clock } = gate(150, true);
   const e = makeEdge({ overload: g });
   e.deliver(INVITE, PHONE);
   const r = e.transport.take();
@@ -117,21 +152,36 @@ t.test("proxy: while shedding, a new request from a phone gets 503 with Retry-Af
   t.equal(e.transport.sent.length, 0, "nothing went to a target");
   t.equal(e.counters.get("reject.overload"), 1);
 
+  // The phone's ACK of that 503 ends at the edge (it was the UAS): no target ever saw the INVITE.
+  const toTag = /\r\nTo: [^\r]*;tag=([^;\r]+)/.exec(r.data)![1]!;
+  e.deliver(request("ACK", { toTag }), PHONE);
+  t.equal(e.transport.sent.length, 0, "the ACK of our own 503 is absorbed");
+  t.equal(e.counters.get("absorb.ack.own-answer"), 1);
+  e.deliver(request("ACK", { toTag: toTag + "x" }), PHONE);
+  t.equal(e.counters.get("absorb.ack.own-answer"), 1, "a To tag that only starts like ours is not ours");
+  e.transport.sent.length = 0;
+
   e.deliver(request("REGISTER", { callId: "reg-1", branch: "z9hG4bKreg1" }), PHONE);
   t.equal(status(e.transport.take().data), "SIP/2.0 503 Overloaded", "a REGISTER too");
 
   set(0);
+  clock.advance(60_000);
   e.deliver(request("INVITE", { callId: "ov-call-2", branch: "z9hG4bKov2" }), PHONE);
   t.same(e.transport.take().dest, MAIN, "forwarded again once the queue is back");
 });
 
 t.test("proxy: never shed while shedding: in-dialog requests, CANCEL, ACK, retransmissions, requests from a target, OPTIONS to the edge", async (t) => {
-  const g = gate();
+  const g = gate(0, true);
   const e = makeEdge({ overload: g.g });
   // A call set up before the overload: its INVITE is forwarded and remembered.
   e.deliver(INVITE, PHONE);
   t.same(e.transport.take().dest, MAIN);
   g.set(5_000);
+  for (let k = 0; k < 10; k++) {
+    g.clock.advance(50);
+    g.g.shed();
+  }
+  t.equal(g.g.status().shedShare, 1, "shedding every new request");
 
   e.deliver(INVITE, PHONE);
   t.same(e.transport.take().dest, MAIN, "a retransmission of a forwarded INVITE follows it");
