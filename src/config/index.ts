@@ -52,11 +52,18 @@ export function parseConfigText(text: string, file: string): LoadResult<EdgeConf
 export type ConfigSection = keyof EdgeConfig;
 
 /**
- * Sections a running edge cannot change in place: they shape sockets,
- * certificates and structures built once at start. A reload that changes
- * them is still valid; the caller says a restart is needed for them to apply.
+ * Sections a running edge applies in place on reload: the targets, whose
+ * router is rebuilt and swapped as one reference (DESIGN.md §5.6). The
+ * device table's and the rules' files are re-read on every reload too.
+ * Every other section shapes something built once at start (sockets,
+ * certificates, the logger, timers, health machines, the policy's clocks,
+ * the DNS cache), so a reload that changes one of them is still valid and
+ * the caller says a restart is needed for it (a cluster primary does a
+ * rolling restart). Before this list, `log`, `health`, `policy`,
+ * `failover`, `dns` and `domains` were reported as reloaded and silently
+ * kept their old values.
  */
-export const RESTART_SECTIONS: readonly ConfigSection[] = Object.freeze(["listen", "tls", "admin", "limits", "softState", "flowToken"]);
+export const LIVE_SECTIONS: readonly ConfigSection[] = Object.freeze(["targets"]);
 
 export type ReloadResult =
   | {
@@ -84,5 +91,5 @@ export function reloadConfig(file: string, current: EdgeConfig): ReloadResult {
   for (const k of Object.keys(current) as ConfigSection[]) {
     if (!(k in r.value) && !changed.includes(k)) changed.push(k);
   }
-  return { ok: true, value: r.value, hash: r.hash, changed, restartRequired: changed.filter((k) => RESTART_SECTIONS.includes(k)) };
+  return { ok: true, value: r.value, hash: r.hash, changed, restartRequired: changed.filter((k) => !LIVE_SECTIONS.includes(k)) };
 }

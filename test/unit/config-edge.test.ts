@@ -362,11 +362,21 @@ t.test("reload: the whole new config or only the errors", async (t) => {
   const r = reloadConfig(file, first);
   if (!r.ok) throw new Error(r.errors.map(formatConfigError).join("\n"));
   t.same(r.changed, ["log", "listen", "health"]);
-  t.same(r.restartRequired, ["listen"]);
+  t.same(r.restartRequired, ["log", "listen", "health"], "only targets change in place: the logger and the health machines are built at start");
   t.equal(r.value.log.level, "debug");
   t.equal(r.value.health.downAfter, 5);
   t.equal(r.hash, createHash("sha256").update(readFileSync(file)).digest("hex"));
   t.equal(first.log.level, "info", "the running config is untouched");
+
+  writeFileSync(file, 'log: { level: info }\ntargets: [ { name: main, uri: "sip:127.0.0.1:5999" } ]\n');
+  const targetsOnly = reloadConfig(file, first);
+  t.same(targetsOnly.ok && { changed: targetsOnly.changed, restartRequired: targetsOnly.restartRequired }, { changed: ["targets"], restartRequired: [] }, "targets are applied in place");
+  for (const section of ["domains: [ pbx.example.com ]", "failover: { requestTimeoutMs: 2000 }", "overload: { shedAtMs: 0 }", "dns: { minTtlSeconds: 1 }", "policy: { holdDownSeconds: 10 }"]) {
+    writeFileSync(file, `log: { level: info }\n${section}\n`);
+    const one = reloadConfig(file, first);
+    const name = section.slice(0, section.indexOf(":"));
+    t.same(one.ok && one.restartRequired, [name], `${name} needs a restart (it was reported reloaded and kept its old value)`);
+  }
 
   writeFileSync(file, "log: { level: debug }\nhealth: { downAfter: zero }\n");
   t.same(reloadConfig(file, r.value), {
