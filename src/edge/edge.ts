@@ -252,6 +252,7 @@ export class Edge {
             o.overload,
             () => transport.queueDelayMs(),
             o.clock,
+            loopUtilization(),
             (c) =>
               c.shedding
                 ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; a growing share of new requests is answered 503 until the wait is back under ${o.overload!.resumeAtMs} ms`)
@@ -358,6 +359,17 @@ export class Edge {
     for (const h of this.health.values()) h.close();
     await this.transport.stop();
   }
+}
+
+/** The event loop's utilization between two calls (the first call: since the process started). */
+function loopUtilization(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const u = performance.eventLoopUtilization(now, last).utilization;
+    last = now;
+    return u;
+  };
 }
 
 /** Where to send a target's OPTIONS probe (WS targets are not probed). */

@@ -11,7 +11,9 @@ import type { Clock } from "../util/clock.js";
  * offered rate. Two answers, both driven by the queue delay the transport
  * measures (src/transport/queue-delay.ts):
  *
- * - shed: while the delay is at or above `shedAtMs`, the share of new
+ * - shed: while the delay is at or above `shedAtMs` and the edge's own
+ *   event loop was busy (at least BUSY_UTILIZATION of the last interval),
+ *   the share of new
  *   requests from phones and carriers answered 503 with Retry-After (RFC
  *   3261 §21.5.4) instead of forwarded rises by SHED_STEP_UP every
  *   `probeIntervalMs`; once the delay is back at or below `resumeAtMs` it
@@ -20,7 +22,11 @@ import type { Clock } from "../util/clock.js";
  *   messages, so the calls already up keep working, and the share settles
  *   where the edge keeps up. All-or-nothing shedding does not: measured
  *   under a starved CPU it refused 82 % of calls the edge could have
- *   carried (perf/RESULTS.md, "Overload control");
+ *   carried (perf/RESULTS.md, "Overload control"). The busy condition
+ *   is there because the delay also grows when other processes take the
+ *   CPU: then the edge's own work is small, refusing calls would not
+ *   shorten the wait, and measured so it refused calls at 0.17 of a core;
+ *   only the timeouts wait;
  * - wait: while the delay is above `resumeAtMs`, a per-request timeout
  *   is not trusted (the answer may be in the queue, unread) and is
  *   re-armed, at most `maxTimeoutDeferrals` times, instead of failing over.
@@ -46,6 +52,9 @@ export const DEFAULT_OVERLOAD: Readonly<OverloadOptions> = Object.freeze({
   probeIntervalMs: 50,
 });
 
+/** Share of an interval the event loop must have been working for the delay to be the edge's own backlog. */
+export const BUSY_UTILIZATION = 0.85;
+
 /** Added to the shed share per interval while over `shedAtMs`: all new requests after 0.5 s. */
 export const SHED_STEP_UP = 0.1;
 /** Taken off per interval while at or under `resumeAtMs`: from all to none in 1 s. */
@@ -57,11 +66,14 @@ export interface OverloadStatus {
   /** Which share of them, 0 to 1. */
   shedShare: number;
   queueDelayMs: number;
+  /** The event loop's utilization over the last interval, 0 to 1. */
+  busy: number;
 }
 
 export class OverloadGate {
   private share = 0;
   private lastAdjust: number;
+  private lastBusy = 0;
   /** The header of the 503, built once. */
   readonly retryAfter: readonly string[];
 
@@ -70,6 +82,11 @@ export class OverloadGate {
     /** The transport's current queue delay in ms. */
     private readonly queueDelayMs: () => number,
     private readonly clock: Clock,
+    /**
+     * How much of the time since the previous call the event loop was
+     * working, 0 to 1 (`performance.eventLoopUtilization` in the edge).
+     */
+    private readonly utilization: () => number,
     /** Logs the start and the end of shedding. */
     private readonly onChange?: (s: OverloadStatus) => void,
     private readonly random: () => number = Math.random,
@@ -93,7 +110,7 @@ export class OverloadGate {
   /** For status: the share shed now, and how far behind the edge is. */
   status(): OverloadStatus {
     if (this.options.shedAtMs > 0) this.adjust();
-    return { shedding: this.share > 0, shedShare: this.share, queueDelayMs: this.queueDelayMs() };
+    return { shedding: this.share > 0, shedShare: this.share, queueDelayMs: this.queueDelayMs(), busy: this.lastBusy };
   }
 
   private adjust(): void {
@@ -103,15 +120,16 @@ export class OverloadGate {
     if (steps < 1) return;
     this.lastAdjust += steps * o.probeIntervalMs;
     const d = this.queueDelayMs();
+    const busy = (this.lastBusy = this.utilization());
     const before = this.share;
     // Up once however long since the last request: the delay now is all
     // that is known. Down for every interval passed: a quiet edge that was
     // shedding a minute ago is not behind now.
-    if (d >= o.shedAtMs) this.share = Math.min(1, this.share + SHED_STEP_UP);
+    if (d >= o.shedAtMs && busy >= BUSY_UTILIZATION) this.share = Math.min(1, this.share + SHED_STEP_UP);
     else if (d <= o.resumeAtMs) this.share = Math.max(0, this.share - steps * SHED_STEP_DOWN);
     // Float steps must land on exactly 0 and 1 (0.1 added ten times is not 1).
     if (this.share < 1e-9) this.share = 0;
     else if (this.share > 1 - 1e-9) this.share = 1;
-    if ((before === 0) !== (this.share === 0)) this.onChange?.({ shedding: this.share > 0, shedShare: this.share, queueDelayMs: d });
+    if ((before === 0) !== (this.share === 0)) this.onChange?.({ shedding: this.share > 0, shedShare: this.share, queueDelayMs: d, busy });
   }
 }

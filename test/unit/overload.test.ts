@@ -5,7 +5,7 @@
  * queue delay the test sets and a fake clock.
  */
 import t from "tap";
-import { OverloadGate, SHED_STEP_DOWN, SHED_STEP_UP, type OverloadStatus } from "../../src/edge/overload.js";
+import { BUSY_UTILIZATION, OverloadGate, SHED_STEP_DOWN, SHED_STEP_UP, type OverloadStatus } from "../../src/edge/overload.js";
 import { FakeClock } from "../../src/util/clock.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "../../src/transport/queue-delay.js";
 import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
@@ -53,17 +53,18 @@ t.test("delay estimate: the last probe's wait; silence counts only once probes c
  */
 function gate(initialMs = 0, shedAll = false) {
   let delay = initialMs;
+  let busy = 1;
   const changes: OverloadStatus[] = [];
   const clock = new FakeClock();
   let i = 0;
   const random = shedAll ? () => 0 : () => (i++ % 10) / 10 + 0.05;
-  const g = new OverloadGate(OPTIONS, () => delay, clock, (c) => changes.push(c), random);
+  const g = new OverloadGate(OPTIONS, () => delay, clock, () => busy, (c) => changes.push(c), random);
   // Shedding starts on the first interval over shedAtMs.
   if (shedAll && initialMs >= OPTIONS.shedAtMs) {
     clock.advance(50);
     g.shed();
   }
-  return { g, changes, clock, set: (ms: number) => (delay = ms) };
+  return { g, changes, clock, set: (ms: number) => (delay = ms), setBusy: (u: number) => (busy = u) };
 }
 
 function shedOf(g: OverloadGate, n: number): number {
@@ -79,7 +80,7 @@ t.test("gate: the shed share rises per interval over shedAtMs, holds in between,
   t.equal(shedOf(g, 10), 0, "no decision before an interval has passed");
   clock.advance(50);
   t.equal(shedOf(g, 10), 1, "one interval over: 10 %");
-  t.same(changes, [{ shedding: true, shedShare: SHED_STEP_UP, queueDelayMs: 150 }], "the start is reported once");
+  t.same(changes, [{ shedding: true, shedShare: SHED_STEP_UP, queueDelayMs: 150, busy: 1 }], "the start is reported once");
   clock.advance(50);
   clock.advance(50);
   t.equal(shedOf(g, 10), 2, "an idle stretch counts as one step up: 20 %");
@@ -94,9 +95,9 @@ t.test("gate: the shed share rises per interval over shedAtMs, holds in between,
   clock.advance(100);
   t.equal(g.status().shedShare.toFixed(2), (0.3 - 2 * SHED_STEP_DOWN).toFixed(2), "down one step per interval passed");
   clock.advance(50 * 4);
-  t.same(g.status(), { shedding: false, shedShare: 0, queueDelayMs: 20 });
+  t.same(g.status(), { shedding: false, shedShare: 0, queueDelayMs: 20, busy: 1 });
   t.equal(shedOf(g, 10), 0);
-  t.same(changes[1], { shedding: false, shedShare: 0, queueDelayMs: 20 }, "the end is reported once");
+  t.same(changes[1], { shedding: false, shedShare: 0, queueDelayMs: 20, busy: 1 }, "the end is reported once");
   t.equal(changes.length, 2);
 
   set(10_000);
@@ -110,12 +111,28 @@ t.test("gate: the shed share rises per interval over shedAtMs, holds in between,
 
   let delay = 10_000;
   const c2 = new FakeClock();
-  const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay, c2);
+  const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay, c2, () => 1);
   c2.advance(1000);
   t.notOk(never.shed(), "shedAtMs 0: never sheds");
   t.ok(never.behind(), "yet timeouts still wait");
   delay = 0;
-  t.same(never.status(), { shedding: false, shedShare: 0, queueDelayMs: 0 });
+  t.same(never.status(), { shedding: false, shedShare: 0, queueDelayMs: 0, busy: 0 });
+});
+
+t.test("gate: a long wait while the edge's own loop is not busy (other processes have the CPU) sheds nothing; timeouts still wait", async (t) => {
+  const { g, clock, set, setBusy } = gate();
+  set(500);
+  setBusy(BUSY_UTILIZATION - 0.01);
+  for (let k = 0; k < 10; k++) {
+    clock.advance(50);
+    t.notOk(g.shed());
+  }
+  t.equal(g.status().shedShare, 0);
+  t.ok(g.behind());
+  setBusy(BUSY_UTILIZATION);
+  clock.advance(50);
+  g.shed();
+  t.equal(g.status().shedShare, SHED_STEP_UP, "busy and behind: it sheds");
 });
 
 const INVITE = sip([
