@@ -105,8 +105,18 @@ async function main(): Promise<void> {
     await run.finish();
   }
   if (proxy?.child !== undefined) {
-    const episodes = proxy.child.output.split("\n").filter((l) => l.includes('"msg":"overload: ')).length;
+    // Each start and end of shedding, as the edge logged it (wait, loop utilization, share).
+    const lines = proxy.child.output.split("\n").filter((l) => l.includes('"module":"overload"'));
+    const episodes = lines.filter((l) => l.includes('"msg":"overload: ')).length;
     console.log(`\n# edge overload control ${o.edgeOverload}: started shedding ${episodes} time(s) (warn log lines)`);
+    for (const l of lines.slice(0, 40)) {
+      try {
+        const j = JSON.parse(l) as { time?: number; shedding?: boolean; queueDelayMs?: number; busy?: number };
+        console.log(`#   ${new Date(j.time ?? 0).toISOString().slice(11, 23)} ${j.shedding === true ? "start" : "end  "} wait ${Math.round(j.queueDelayMs ?? 0)} ms, loop busy ${(j.busy ?? 0).toFixed(2)}`);
+      } catch {
+        // Not a JSON line (a stray write to stdout): ignore it.
+      }
+    }
   }
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
 }

@@ -256,7 +256,7 @@ export class Edge {
             (c) =>
               c.shedding
                 ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; a growing share of new requests is answered 503 until the wait is back under ${o.overload!.resumeAtMs} ms`)
-                : olog.info(c, "overload over: every new request is forwarded again"),
+                : olog.warn(c, "overload over: every new request is forwarded again"),
           );
     const proxy = new Proxy({
       ...(overload === undefined ? {} : { overload }),
@@ -287,6 +287,7 @@ export class Edge {
     const edge = new Edge(o, transport, listeners, proxy, counters, targets, router, health, policy, makeProbing, makeRouter, () => policyRouter?.dualStatus() ?? {}, overload);
     holder.edge = edge;
     transport.onMessage = (m) => proxy.onMessage(m);
+    if (overload !== undefined) transport.onQueueProbe = () => overload.tick();
     if (o.health?.mode !== "follower") edge.setProbing(true);
     const privatePorts = transport.privateUdpPorts();
     log.info(

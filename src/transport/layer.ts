@@ -67,6 +67,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   onMessage: (m: InboundMessage) => void;
   /** Called once for every connection that closes, with why. */
   onFlowClosed: ((flowId: string, reason: string) => void) | undefined;
+  /** Called after each round of queue-delay probes (`queueProbe`). */
+  onQueueProbe: (() => void) | undefined;
 
   readonly clock: Clock;
   readonly logger: Logger;
@@ -131,6 +133,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.queueProbe = opts.queueProbe;
     this.onMessage = () => this.count("no-handler");
     this.onFlowClosed = undefined;
+    this.onQueueProbe = undefined;
   }
 
   /** Binds every listener (port 0 picks a free one) and reports what was bound, in config order. */
@@ -256,6 +259,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const q = this.queueProbe!;
     for (const u of this.udpListeners) u.probe(q.staleAfterMs);
     this.probeTimer = this.clock.setTimer(q.intervalMs, this.probeQueues);
+    this.onQueueProbe?.();
   };
 
   /**

@@ -103,6 +103,10 @@ t.test("without queueProbe nothing is measured; stop ends the probing", async (t
 
   const probed = await start(t);
   t.equal(probed.clock.pending, 1, "one probe timer");
+  let rounds = 0;
+  probed.layer.onQueueProbe = () => rounds++;
+  probed.clock.advance(ONE_PROBE.intervalMs);
+  t.equal(rounds, 1, "onQueueProbe after each round of probes");
   await probed.layer.stop();
   t.equal(probed.clock.pending, 0, "cleared at stop");
   t.equal(probed.layer.queueDelayMs(), 0);
