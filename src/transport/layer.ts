@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { isIP, type Socket } from "node:net";
 import type { WebSocket } from "ws";
 import type { FramerLimits } from "../sip/framer.js";
@@ -8,6 +7,7 @@ import { defaultAdvertise, endpointKey, familyOf, isValidDestination, isWildcard
 import { ConnectionBudget } from "./budget.js";
 import { openStream, openWebSocket } from "./connect.js";
 import type { ErrorCallback, Flow, FlowHost } from "./flow.js";
+import { FlowIds, ownerOf } from "./flow-id.js";
 import { classifyKeepalive } from "./keepalive.js";
 import { SocketFlow } from "./socket-flow.js";
 import { StreamListener, type StreamListenerHost } from "./stream-listener.js";
@@ -18,6 +18,7 @@ import {
   type Endpoint,
   type InboundMessage,
   type ListenerSpec,
+  type RemoteFlows,
   type SendOptions,
   type TlsSettings,
   type TransportError,
@@ -46,6 +47,19 @@ export interface TransportLayerOptions {
    * cluster worker turns it on; one process has no use for it.
    */
   udpPrivateSockets?: boolean;
+  /**
+   * This process's tag in its flow ids (a cluster worker's id), so that a
+   * request for one of its flows read by another worker names the worker
+   * that holds the connection (src/transport/flow-id.ts). Absent in a
+   * single process: its ids are untagged, as they always were.
+   */
+  flowOwner?: string;
+  /**
+   * Where `send` hands a message for a flow whose id carries another
+   * owner's tag (the cluster worker's IPC relay). Without it such a flow
+   * is unknown here, and `send` returns false.
+   */
+  remoteFlows?: RemoteFlows;
 }
 
 const DEFAULT_WRITE_QUEUE_BYTES = 1024 * 1024;
@@ -87,10 +101,11 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   private readonly byDest = new Map<string, Flow[]>();
   private readonly drops = new Map<string, number>();
   private keepaliveCount = 0;
+  /** Messages handed to another worker for its flow. */
+  private handedOver = 0;
   private state: "new" | "running" | "stopped" = "new";
-  /** Flow ids differ across restarts, so a stale flow token never names a new connection. */
-  private readonly flowPrefix = randomBytes(3).toString("hex");
-  private flowSeq = 0;
+  private readonly flowIds: FlowIds;
+  private readonly remoteFlows: RemoteFlows | undefined;
   private readonly udpSent = (err: Error | null): void => {
     if (err) this.count("udp-send-failed");
   };
@@ -120,6 +135,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.budget = new ConnectionBudget(l.maxConnections, l.maxConnectionsPerSource);
     this.udpBufferBytes = opts.udpSocketBufferBytes;
     this.udpPrivateSockets = opts.udpPrivateSockets === true;
+    this.flowIds = new FlowIds(opts.flowOwner);
+    this.remoteFlows = opts.remoteFlows;
     this.onMessage = () => this.count("no-handler");
     this.onFlowClosed = undefined;
   }
@@ -205,7 +222,9 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   /**
    * Sends one SIP message. With `flowId` it goes on that connection or, if
    * the connection is gone, `send` returns false at once (the proxy answers
-   * 430, RFC 5626 §5.3). Otherwise UDP leaves from the UDP listener of the
+   * 430, RFC 5626 §5.3). A flow of another cluster worker (its tag in the
+   * id) is handed to that worker through `remoteFlows`; its failure comes
+   * back through `onError`, like any failure after `send` returned. Otherwise UDP leaves from the UDP listener of the
    * destination's family (from its private socket with `fromPrivatePort`,
    * when it has one), and stream transports reuse the open connection to
    * the destination or open one. Every other failure goes to `onError`,
@@ -216,7 +235,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const flowId = opts?.flowId;
     if (flowId !== undefined) {
       const flow = this.flows.get(flowId);
-      if (flow === undefined || flow.state === "closed") return false;
+      if (flow === undefined || flow.state === "closed") return this.handOver(dest, flowId, data, onError);
       flow.send(data, onError);
       return true;
     }
@@ -259,7 +278,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       if (f.state === "open") perTransport[f.transport] = (perTransport[f.transport] ?? 0) + 1;
     }
     const dropped = Object.fromEntries([...this.drops.entries()].sort(([a], [b]) => a.localeCompare(b)));
-    return { connections: this.budget.total, perTransport, dropped, keepalives: this.keepaliveCount };
+    return { connections: this.budget.total, perTransport, dropped, keepalives: this.keepaliveCount, handedOver: this.handedOver };
   }
 
   // ---- hosts for listeners and flows ---------------------------------------------
@@ -443,8 +462,24 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   }
 
   private nextFlowId(): string {
-    this.flowSeq++;
-    return `${this.flowPrefix}-${this.flowSeq.toString(36)}`;
+    return this.flowIds.next();
+  }
+
+  /**
+   * A flow not held here: another worker's is handed to it (true), one of
+   * ours that closed, or one with no owner we can reach, is gone (false).
+   */
+  private handOver(dest: Endpoint, flowId: string, data: Buffer | string, onError: ErrorCallback | undefined): boolean {
+    const remote = this.remoteFlows;
+    if (remote === undefined || this.state !== "running") return false;
+    const owner = ownerOf(flowId);
+    if (owner === undefined || owner === this.flowIds.owner) return false;
+    this.handedOver++;
+    remote.send(owner, flowId, dest, data, (code, reason) => {
+      this.count("handover-failed");
+      this.report(onError, { code, reason, dest });
+    });
+    return true;
   }
 
   private reportLater(onError: ErrorCallback | undefined, code: TransportErrorCode, reason: string, dest: Endpoint): void {
