@@ -245,3 +245,79 @@ t.test("with two workers every PBX request to a TCP phone reaches it, whichever 
   t.ok(readByOther > 0, `${readByOther} of ${calls * 3} requests were read by the worker without the connection`);
   t.equal(edge.primary("worker exited: starting another").length, 0, "no worker crashed");
 });
+
+t.test("a phone whose worker died: the PBX's requests for it are answered 430 Flow Failed, whichever worker reads them; the other worker's phones still get theirs", async (t) => {
+  const registers = new Map<string, string>();
+  const pbx = await UdpPeer.open((text, p, rinfo) => {
+    if (text.startsWith("REGISTER ")) registers.set(callIdOf(text)!, text);
+    if (!text.startsWith("SIP/2.0")) pbxBehaviour(text, p, rinfo);
+  });
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "sip-edge-flows-"));
+  const file = join(dir, "edge.yaml");
+  writeFileSync(
+    file,
+    [
+      "log: { level: debug }",
+      "listen:",
+      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
+      `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
+      "targets:",
+      `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: true }`,
+      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+      "",
+    ].join("\n"),
+  );
+  const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
+  const phones: Phone[] = [];
+  t.teardown(async () => {
+    for (const p of phones) p.sock.destroy();
+    await edge.stop();
+    pbx.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  const owner = new Map<Phone, number>();
+  // Phones until each worker holds one (the primary deals connections round-robin).
+  for (let n = 0; n < 20 && new Set(owner.values()).size < 2; n++) {
+    const phone = await Phone.open(n, port, true);
+    phones.push(phone);
+    phone.register();
+    await waitFor(() => phone.rx.some((m) => m.startsWith("SIP/2.0 200 ")), { ...WAIT, what: `phone ${n} registered` });
+    const rx = await waitFor(() => edge.lines.find((l) => l.msg === "rx" && l.callId === `reg-${n}`), { ...WAIT, what: `the rx line of phone ${n}'s REGISTER` });
+    owner.set(phone, rx.worker!);
+  }
+  t.equal(new Set(owner.values()).size, 2, "each worker holds a phone connection");
+  const victim = [...owner.entries()].find(([, w]) => w === 1)![0];
+  const survivor = [...owner.entries()].find(([, w]) => w === 2)![0];
+  const binding = (p: Phone): Binding => {
+    const reg = registers.get(`reg-${p.n}`)!;
+    return { route: /\r\nPath: <([^>]+)>\r\n/.exec(reg)![1], ruri: /\r\nContact: <([^>]+)>\r\n/.exec(reg)![1]! };
+  };
+
+  const pid = edge.pidOf(1);
+  t.ok(pid !== undefined, "worker 1's pid is in its log lines");
+  process.kill(pid!, "SIGKILL");
+  await edge.line((l) => l.role === "primary" && l.msg === "worker exited: starting another" && l.worker === 1, "the primary to see worker 1 die");
+  await waitFor(() => edge.primary("worker ready").length >= 3, { ...WAIT, what: "a replacement worker ready" });
+  await waitFor(() => victim.closed, { ...WAIT, what: "the dead worker's connection to close" });
+
+  // Enough requests that the survivor and the replacement both read some.
+  const N = 24;
+  for (let i = 0; i < N; i++) pbx.send(pbxRequest("INVITE", pbx.port, binding(victim), `dead-${i}`, undefined), port);
+  const answers = await waitFor(() => {
+    const a = pbx.received.filter((m) => m.startsWith("SIP/2.0 ") && callIdOf(m)?.startsWith("dead-"));
+    return a.length >= N && a;
+  }, { ...WAIT, what: `answers to the ${N} INVITEs for the dead worker's phone` });
+  t.ok(answers.every((m) => m.startsWith("SIP/2.0 430 Flow Failed\r\n")), `all ${N} answered 430 Flow Failed`);
+  const readBy = new Set(edge.lines.filter((l) => l.msg === "rx" && String(l.callId).startsWith("dead-")).map((l) => l.worker));
+  t.ok(readBy.size >= 1 && [...readBy].every((w) => w === 2 || w === 3), `read by the live workers (${[...readBy].join(", ")})`);
+  const gone = (): number => edge.lines.filter((l) => l.msg === "flow hand-over failed" && l.code === "flow-gone" && /worker 1 is gone/.test(String(l.reason))).length;
+  await waitFor(() => gone() >= N, { ...WAIT, what: "the hand-over failures' log lines" }).catch(() => false);
+  t.equal(gone(), N, "each was handed over and the primary answered that worker 1 is gone");
+
+  const id = "alive-1";
+  pbx.send(pbxRequest("INVITE", pbx.port, binding(survivor), id, undefined), port);
+  const ok = await waitFor(() => pbx.received.find((m) => m.startsWith("SIP/2.0 ") && callIdOf(m) === id), { ...WAIT, what: "the answer to the surviving worker's phone" });
+  t.match(ok, /^SIP\/2\.0 200 OK\r\n/, "the surviving worker's phone still gets its calls");
+});
