@@ -224,10 +224,11 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
    * the connection is gone, `send` returns false at once (the proxy answers
    * 430, RFC 5626 §5.3). A flow of another cluster worker (its tag in the
    * id) is handed to that worker through `remoteFlows`; its failure comes
-   * back through `onError`, like any failure after `send` returned. Otherwise UDP leaves from the UDP listener of the
-   * destination's family (from its private socket with `fromPrivatePort`,
-   * when it has one), and stream transports reuse the open connection to
-   * the destination or open one. Every other failure goes to `onError`,
+   * back through `onError`, like any failure after `send` returned.
+   * Otherwise UDP leaves from the UDP listener of the destination's family
+   * (from its private socket with `fromPrivatePort`, when it has one), and
+   * stream transports reuse the open connection to the destination or
+   * open one. Every other failure goes to `onError`,
    * after `send` has returned.
    */
   send(dest: Endpoint, data: Buffer | string, opts?: SendOptions): boolean {
@@ -330,13 +331,13 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       return;
     }
     const remote: Endpoint = Object.freeze({ transport: listener.transport, address: normalizeAddress(address), port });
-    const flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, false, undefined, this.framerLimits);
+    const flow = new SocketFlow(this, this.flowIds.next(), socket, remote, listener, false, undefined, this.framerLimits);
     this.register(flow, endpointKey(remote.transport, remote.address, remote.port));
   }
 
   adoptWebSocket(ws: WebSocket, address: string, port: number, listener: BoundListener): void {
     const remote: Endpoint = Object.freeze({ transport: listener.transport, address, port });
-    const flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, false);
+    const flow = new WsFlow(this, this.flowIds.next(), ws, remote, listener, false);
     this.register(flow, endpointKey(remote.transport, address, port));
   }
 
@@ -432,10 +433,10 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     try {
       if (dest.transport === "tcp" || dest.transport === "tls") {
         const socket = openStream(remote, tls, localAddress);
-        flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, true, secure ? "secureConnect" : "connect", this.framerLimits);
+        flow = new SocketFlow(this, this.flowIds.next(), socket, remote, listener, true, secure ? "secureConnect" : "connect", this.framerLimits);
       } else {
         const ws = openWebSocket(remote, tls, localAddress, this.maxMessageBytes);
-        flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, true);
+        flow = new WsFlow(this, this.flowIds.next(), ws, remote, listener, true);
       }
     } catch (err) {
       this.budget.releaseOutbound();
@@ -459,10 +460,6 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const list = this.byDest.get(key);
     if (list === undefined) this.byDest.set(key, [flow]);
     else list.push(flow);
-  }
-
-  private nextFlowId(): string {
-    return this.flowIds.next();
   }
 
   /**
