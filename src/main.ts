@@ -18,7 +18,9 @@ import { CarrierBreakers, callOutcome } from "./rules/carrier-breakers.js";
 import { RULES_FILE, rulesFilesIn } from "./rules/load.js";
 import { RulesStore } from "./rules/store.js";
 import { SipResolver, nodeDnsBackend } from "./transport/dns.js";
+import type { RemoteFlows } from "./transport/types.js";
 import { systemClock, type Clock } from "./util/clock.js";
+import type { Counters } from "./util/counters.js";
 import { createLogger } from "./util/logger.js";
 
 /** Loads the device table a config names; errors come back formatted with file:line:column. */
@@ -151,6 +153,11 @@ export interface RunOptions {
   logBindings?: Record<string, unknown>;
   /** A cluster worker: requests towards targets leave from a UDP port of its own (EdgeOptions.udpPrivateSockets). */
   udpPrivateSockets?: boolean;
+  /** A cluster worker: flow ids tagged with its id, other workers' flows reached through `remoteFlows` (EdgeOptions). */
+  flowOwner?: string;
+  remoteFlows?: RemoteFlows;
+  /** Counters the edge counts into, shared with the caller (EdgeOptions.counters). */
+  counters?: Counters;
 }
 
 export async function run(configPath: string, opts: RunOptions = {}): Promise<Running> {
@@ -166,6 +173,9 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   const dns = dnsResolver(config, clock, logger);
   const eo = edgeOptions(config, dt.table, flowKey, clock, logger, dns.resolver);
   if (opts.udpPrivateSockets === true) eo.udpPrivateSockets = true;
+  if (opts.flowOwner !== undefined) eo.flowOwner = opts.flowOwner;
+  if (opts.remoteFlows !== undefined) eo.remoteFlows = opts.remoteFlows;
+  if (opts.counters !== undefined) eo.counters = opts.counters;
 
   // Routing rules (proxy-rules/rules.yaml and rules.d/ beside the config):
   // when present, the rules engine decides first and hands Main/Standby

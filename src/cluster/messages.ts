@@ -4,6 +4,28 @@
  * before it is acted on: a malformed message is ignored, never thrown on.
  */
 import type { ProbeReport } from "../health/target-health.js";
+import { TRANSPORTS, TRANSPORT_ERROR_CODES, type Endpoint, type TransportErrorCode } from "../transport/types.js";
+
+/**
+ * A message for a phone's stream connection held by another worker
+ * (src/cluster/flow-relay.ts). `ref` correlates the failure report;
+ * `data` is the message's bytes as a latin1 string (one character per
+ * byte: JSON carries it unchanged and ASCII SIP does not grow by a third,
+ * as base64 would).
+ */
+export interface FlowHandOver {
+  readonly ref: number;
+  readonly flowId: string;
+  readonly dest: Endpoint;
+  readonly data: string;
+}
+
+/** Why a hand-over failed: the owner lacks the flow, the write failed, or the owner is gone. */
+export interface FlowFailure {
+  readonly ref: number;
+  readonly code: TransportErrorCode;
+  readonly reason: string;
+}
 
 export interface SeedEntry {
   readonly target: string;
@@ -17,7 +39,11 @@ export type ToPrimary =
   /** The edge is listening and serving. */
   | { readonly kind: "ready"; readonly listeners: readonly string[] }
   /** A result of this worker's own probe (only the elected prober's are relayed). */
-  | { readonly kind: "probe-result"; readonly target: string; readonly result: ProbeReport };
+  | { readonly kind: "probe-result"; readonly target: string; readonly result: ProbeReport }
+  /** For worker `owner`'s flow: the primary passes it on. */
+  | ({ readonly kind: "flow-handover"; readonly owner: number } & FlowHandOver)
+  /** The owner could not send a hand-over of worker `to`. */
+  | ({ readonly kind: "flow-failed"; readonly to: number } & FlowFailure);
 
 /** Primary -> worker. */
 export type ToWorker =
@@ -30,7 +56,11 @@ export type ToWorker =
   | { readonly kind: "reload" }
   /** Stop accepting connections, keep serving for `ms`, then stop and exit. */
   | { readonly kind: "drain"; readonly ms: number }
-  | { readonly kind: "stop" };
+  | { readonly kind: "stop" }
+  /** Send this on your flow; report a failure to worker `from`. */
+  | ({ readonly kind: "flow-handover"; readonly from: number } & FlowHandOver)
+  /** A hand-over of yours failed (from its owner, or from the primary when the owner is gone). */
+  | ({ readonly kind: "flow-failed" } & FlowFailure);
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null;
@@ -52,6 +82,40 @@ function isSeedEntry(v: unknown): v is SeedEntry {
   return isObject(v) && typeof v.target === "string" && isProbeReport(v.result);
 }
 
+/** Worker ids and correlation refs: whole numbers from 1. */
+function isId(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 1;
+}
+
+/** Longer than any flow id the transport layer makes (src/transport/flow-id.ts), short enough to refuse junk. */
+const MAX_FLOW_ID = 64;
+
+function isEndpoint(v: unknown): v is Endpoint {
+  return (
+    isObject(v) &&
+    typeof v.transport === "string" &&
+    (TRANSPORTS as readonly string[]).includes(v.transport) &&
+    typeof v.address === "string" &&
+    v.address.length > 0 &&
+    typeof v.port === "number" &&
+    Number.isInteger(v.port) &&
+    v.port >= 1 &&
+    v.port <= 65535
+  );
+}
+
+function handOver(v: Record<string, unknown>): FlowHandOver | undefined {
+  if (!isId(v.ref) || typeof v.flowId !== "string" || v.flowId.length === 0 || v.flowId.length > MAX_FLOW_ID) return undefined;
+  if (!isEndpoint(v.dest) || typeof v.data !== "string" || v.data.length === 0) return undefined;
+  return { ref: v.ref, flowId: v.flowId, dest: { transport: v.dest.transport, address: v.dest.address, port: v.dest.port }, data: v.data };
+}
+
+function failure(v: Record<string, unknown>): FlowFailure | undefined {
+  if (!isId(v.ref) || typeof v.reason !== "string") return undefined;
+  if (typeof v.code !== "string" || !(TRANSPORT_ERROR_CODES as readonly string[]).includes(v.code)) return undefined;
+  return { ref: v.ref, code: v.code as TransportErrorCode, reason: v.reason };
+}
+
 export function toPrimary(v: unknown): ToPrimary | undefined {
   if (!isObject(v)) return undefined;
   switch (v.kind) {
@@ -61,6 +125,14 @@ export function toPrimary(v: unknown): ToPrimary | undefined {
       return Array.isArray(v.listeners) && v.listeners.every((l) => typeof l === "string") ? { kind: "ready", listeners: v.listeners as string[] } : undefined;
     case "probe-result":
       return typeof v.target === "string" && isProbeReport(v.result) ? { kind: "probe-result", target: v.target, result: v.result } : undefined;
+    case "flow-handover": {
+      const h = handOver(v);
+      return h !== undefined && isId(v.owner) ? { kind: "flow-handover", owner: v.owner, ...h } : undefined;
+    }
+    case "flow-failed": {
+      const f = failure(v);
+      return f !== undefined && isId(v.to) ? { kind: "flow-failed", to: v.to, ...f } : undefined;
+    }
     default:
       return undefined;
   }
@@ -81,6 +153,14 @@ export function toWorker(v: unknown): ToWorker | undefined {
       return typeof v.ms === "number" && Number.isFinite(v.ms) && v.ms >= 0 ? { kind: "drain", ms: v.ms } : undefined;
     case "stop":
       return { kind: "stop" };
+    case "flow-handover": {
+      const h = handOver(v);
+      return h !== undefined && isId(v.from) ? { kind: "flow-handover", from: v.from, ...h } : undefined;
+    }
+    case "flow-failed": {
+      const f = failure(v);
+      return f === undefined ? undefined : { kind: "flow-failed", ...f };
+    }
     default:
       return undefined;
   }

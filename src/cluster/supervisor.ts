@@ -2,8 +2,8 @@
  * The primary's decisions about its workers, kept apart from `node:cluster`
  * (src/cluster/primary.ts wires the two) so they can be driven by a test
  * with fake workers and a fake clock: which worker probes, what a new
- * worker starts from, when a dead worker is replaced, and the order of a
- * rolling restart.
+ * worker starts from, when a dead worker is replaced, the order of a
+ * rolling restart, and where a message for another worker's flow goes.
  */
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../util/clock.js";
@@ -104,6 +104,22 @@ export class Supervisor {
         for (const [other, om] of this.members) {
           if (other !== id && om.seeded) om.port.send({ kind: "probe-result", target: m.target, result: m.result });
         }
+        return;
+      case "flow-handover": {
+        // Any phase: a draining worker still serves the connections it holds.
+        const owner = this.members.get(m.owner);
+        if (owner === undefined) {
+          // Gone (crashed, or replaced in a rolling restart): so is every
+          // connection it held, and the phone's request is answered 430.
+          member.port.send({ kind: "flow-failed", ref: m.ref, code: "flow-gone", reason: `worker ${m.owner} is gone` });
+          return;
+        }
+        owner.port.send({ kind: "flow-handover", from: id, ref: m.ref, flowId: m.flowId, dest: m.dest, data: m.data });
+        return;
+      }
+      case "flow-failed":
+        // The sender may have exited meanwhile; nobody is left to tell.
+        this.members.get(m.to)?.port.send({ kind: "flow-failed", ref: m.ref, code: m.code, reason: m.reason });
         return;
     }
   }

@@ -9,10 +9,14 @@
  * REGISTER work with several workers (perf/cluster-affinity.ts: none of
  * 300 INVITEs or 300 REGISTERs also sent to the Standby, 100 of 100 TCP
  * REGISTERs answered; before: 89-213 and 235-300 to the Standby, 54-62 of
- * 100 answered). What still goes wrong is in the warnings below; the first
- * of them breaks calls to phones on TCP/TLS/WS, which is why the default
- * stays one process and more workers is an explicit choice (`--workers N`,
- * `--workers auto` for one per core).
+ * 100 answered). A request from a PBX to a phone on a TCP/TLS/WS
+ * connection (its flow token names the connection and, in its flow id, the
+ * worker holding it) read by another worker is handed to that worker
+ * through the primary (src/cluster/flow-relay.ts): it costs two IPC
+ * messages, and only PBX-to-phone requests on stream flows read by the
+ * wrong worker pay it. What still goes wrong is in the warnings below.
+ * The default stays one process, and more workers an explicit choice
+ * (`--workers N`, `--workers auto` for one per core): README, "Workers".
  */
 export type WorkersOption = number | "auto";
 
@@ -36,12 +40,6 @@ export function workerCount(requested: WorkersOption, cores: number, cfg: Counte
   const why = requested === "auto" ? "--workers auto: one per core" : "--workers";
   if (workers === 1) return { workers, why, warnings: [] };
   const warnings: string[] = [];
-  const streams = [...new Set(cfg.listenerTransports.filter((t) => t !== "udp"))];
-  if (streams.length > 0) {
-    warnings.push(
-      `${streams.join("/")} connections are per worker: a request from a PBX to a phone on one of them (an incoming call, or a BYE or re-INVITE within a call: its flow token) read by another worker than the one holding the connection is answered 430 Flow Failed, about ${workers - 1} in ${workers} of them; answers to the requests those phones send do reach them`,
-    );
-  }
   if (cfg.targets >= 1 && cfg.listenerTransports.includes("udp")) {
     warnings.push(
       "requests to targets leave from each worker's own UDP port and their answers come back there only from a target that answers to the source port (RFC 3581 rport, which our Via asks for); a worker's port closes when it exits, so a rolling restart loses the answer to an INVITE that worker forwarded if it is still unanswered when the drain (--drain) ends",

@@ -2,10 +2,15 @@
  * One worker of a multi-worker edge: a full edge (src/main.ts) that does
  * not probe unless the primary says so, applies the prober's results, and
  * drains on request. Its soft state (CANCEL affinity, per-request failover)
- * is its own; responses are routed by Via, so any worker relays them.
+ * is its own; responses are routed by Via, so any worker relays them. A
+ * request for a phone connection another worker holds is handed to that
+ * worker through the primary (src/cluster/flow-relay.ts).
  */
 import cluster from "node:cluster";
 import { ConfigRefused, run, type Running } from "../main.js";
+import { systemClock } from "../util/clock.js";
+import { Counters } from "../util/counters.js";
+import { FlowRelay } from "./flow-relay.js";
 import { toWorker, type SeedEntry, type ToPrimary, type ToWorker } from "./messages.js";
 
 /** Without a seed this long after "hello" (a primary that never answers), the worker starts from nothing. */
@@ -21,8 +26,11 @@ export function exitOnStartFailure(e: unknown): never {
   process.exit(1);
 }
 
-function send(m: ToPrimary): void {
-  if (process.connected) process.send?.(m, undefined, {}, () => {});
+/** False when there is no channel to the primary (it is gone): nothing was sent. */
+function send(m: ToPrimary): boolean {
+  if (!process.connected || process.send === undefined) return false;
+  process.send(m, undefined, {}, () => {});
+  return true;
 }
 
 export async function startWorker(configPath: string): Promise<void> {
@@ -32,6 +40,8 @@ export async function startWorker(configPath: string): Promise<void> {
   let draining = false;
   /** What arrived before the edge was up, applied in order once it is. */
   const early: ToWorker[] = [];
+  const counters = new Counters();
+  const relay = new FlowRelay({ self: id, send, clock: systemClock, counters });
   let gotSeed: (results: readonly SeedEntry[]) => void = () => {};
   const seed = new Promise<readonly SeedEntry[]>((resolve) => {
     gotSeed = resolve;
@@ -56,6 +66,16 @@ export async function startWorker(configPath: string): Promise<void> {
   const apply = (m: ToWorker): void => {
     if (m.kind === "seed") {
       gotSeed(m.results);
+      return;
+    }
+    // Hand-overs are answered at once, before the edge is up too (the
+    // relay says the flow is not here): held back, they would only wait.
+    if (m.kind === "flow-handover") {
+      relay.deliver(m);
+      return;
+    }
+    if (m.kind === "flow-failed") {
+      relay.failed(m);
       return;
     }
     if (running === undefined) {
@@ -113,10 +133,16 @@ export async function startWorker(configPath: string): Promise<void> {
       // instead, so their answers come back here, where their failover
       // state and the phone's TCP/TLS/WS connection are.
       udpPrivateSockets: true,
+      // Flow ids name this worker, so a request for one of its phones'
+      // connections read by another worker is handed here.
+      flowOwner: String(id),
+      remoteFlows: relay,
+      counters,
     });
   } catch (e) {
     exitOnStartFailure(e);
   }
+  relay.attach(running.edge.transport, running.logger.child({ module: "handover" }));
   for (const m of early.splice(0)) apply(m);
   send({ kind: "ready", listeners: running.edge.listeners.map((l) => `${l.transport}:${l.address}:${l.port}`) });
 }

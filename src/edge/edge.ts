@@ -8,7 +8,7 @@ import { FailoverPolicy, type PolicyStatus } from "../policy/failover.js";
 import type { FailoverOptions as PolicyOptions } from "../policy/options.js";
 import type { ParseLimits } from "../sip/parse.js";
 import { TransportLayer } from "../transport/layer.js";
-import type { BoundListener, ListenerSpec, TlsSettings, TransportLimits } from "../transport/types.js";
+import type { BoundListener, ListenerSpec, RemoteFlows, TlsSettings, TransportLimits } from "../transport/types.js";
 import type { Clock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowTokenCodec } from "./flow-token.js";
@@ -34,6 +34,14 @@ export interface EdgeOptions {
    * targets leave from so their answers come back to it (src/transport/udp.ts).
    */
   udpPrivateSockets?: boolean;
+  /**
+   * A cluster worker: its tag in its flow ids, and where requests for
+   * another worker's flows are handed (TransportLayerOptions).
+   */
+  flowOwner?: string;
+  remoteFlows?: RemoteFlows;
+  /** The event counters, when the caller counts into them too (a cluster worker's hand-overs); a new set otherwise. */
+  counters?: Counters;
   parseLimits: ParseLimits;
   softState: { maxEntries: number; ttlMs: number };
   flowKey: Buffer;
@@ -153,6 +161,8 @@ export class Edge {
       ...(o.udpPrivateSockets === true ? { udpPrivateSockets: true } : {}),
       // A probe not back after ten intervals was dropped in a full queue.
       ...(o.overload === undefined ? {} : { queueProbe: { intervalMs: o.overload.probeIntervalMs, staleAfterMs: 10 * o.overload.probeIntervalMs } }),
+      ...(o.flowOwner === undefined ? {} : { flowOwner: o.flowOwner }),
+      ...(o.remoteFlows === undefined ? {} : { remoteFlows: o.remoteFlows }),
       clock: o.clock,
       logger: log.child({ module: "transport" }),
     });
@@ -225,7 +235,7 @@ export class Edge {
     const router = makeRouter(targets);
 
     const holder: { edge?: Edge } = {};
-    const counters = new Counters();
+    const counters = o.counters ?? new Counters();
     // A request timing out is evidence against a target only if nothing at
     // all came back from it meanwhile: an overloaded but answering PBX must
     // not be declared down by its slow transactions (a failover storm).

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { isIP, type Socket } from "node:net";
 import type { WebSocket } from "ws";
 import type { FramerLimits } from "../sip/framer.js";
@@ -8,6 +7,7 @@ import { defaultAdvertise, endpointKey, familyOf, isValidDestination, isWildcard
 import { ConnectionBudget } from "./budget.js";
 import { openStream, openWebSocket } from "./connect.js";
 import type { ErrorCallback, Flow, FlowHost } from "./flow.js";
+import { FlowIds, ownerOf } from "./flow-id.js";
 import { classifyKeepalive } from "./keepalive.js";
 import { SocketFlow } from "./socket-flow.js";
 import { StreamListener, type StreamListenerHost } from "./stream-listener.js";
@@ -18,6 +18,7 @@ import {
   type Endpoint,
   type InboundMessage,
   type ListenerSpec,
+  type RemoteFlows,
   type SendOptions,
   type TlsSettings,
   type TransportError,
@@ -52,6 +53,19 @@ export interface TransportLayerOptions {
    * the socket is dropping. Off when absent: `queueDelayMs()` is then 0.
    */
   queueProbe?: { intervalMs: number; staleAfterMs: number };
+  /**
+   * This process's tag in its flow ids (a cluster worker's id), so that a
+   * request for one of its flows read by another worker names the worker
+   * that holds the connection (src/transport/flow-id.ts). Absent in a
+   * single process: its ids are untagged, as they always were.
+   */
+  flowOwner?: string;
+  /**
+   * Where `send` hands a message for a flow whose id carries another
+   * owner's tag (the cluster worker's IPC relay). Without it such a flow
+   * is unknown here, and `send` returns false.
+   */
+  remoteFlows?: RemoteFlows;
 }
 
 const DEFAULT_WRITE_QUEUE_BYTES = 1024 * 1024;
@@ -95,10 +109,11 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   private readonly byDest = new Map<string, Flow[]>();
   private readonly drops = new Map<string, number>();
   private keepaliveCount = 0;
+  /** Messages handed to another worker for its flow. */
+  private handedOver = 0;
   private state: "new" | "running" | "stopped" = "new";
-  /** Flow ids differ across restarts, so a stale flow token never names a new connection. */
-  private readonly flowPrefix = randomBytes(3).toString("hex");
-  private flowSeq = 0;
+  private readonly flowIds: FlowIds;
+  private readonly remoteFlows: RemoteFlows | undefined;
   private readonly queueProbe: { intervalMs: number; staleAfterMs: number } | undefined;
   private probeTimer: TimerHandle | undefined;
   private readonly udpSent = (err: Error | null): void => {
@@ -131,6 +146,8 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.udpBufferBytes = opts.udpSocketBufferBytes;
     this.udpPrivateSockets = opts.udpPrivateSockets === true;
     this.queueProbe = opts.queueProbe;
+    this.flowIds = new FlowIds(opts.flowOwner);
+    this.remoteFlows = opts.remoteFlows;
     this.onMessage = () => this.count("no-handler");
     this.onFlowClosed = undefined;
     this.onQueueProbe = undefined;
@@ -220,10 +237,13 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   /**
    * Sends one SIP message. With `flowId` it goes on that connection or, if
    * the connection is gone, `send` returns false at once (the proxy answers
-   * 430, RFC 5626 §5.3). Otherwise UDP leaves from the UDP listener of the
-   * destination's family (from its private socket with `fromPrivatePort`,
-   * when it has one), and stream transports reuse the open connection to
-   * the destination or open one. Every other failure goes to `onError`,
+   * 430, RFC 5626 §5.3). A flow of another cluster worker (its tag in the
+   * id) is handed to that worker through `remoteFlows`; its failure comes
+   * back through `onError`, like any failure after `send` returned.
+   * Otherwise UDP leaves from the UDP listener of the destination's family
+   * (from its private socket with `fromPrivatePort`, when it has one), and
+   * stream transports reuse the open connection to the destination or
+   * open one. Every other failure goes to `onError`,
    * after `send` has returned.
    */
   send(dest: Endpoint, data: Buffer | string, opts?: SendOptions): boolean {
@@ -231,7 +251,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const flowId = opts?.flowId;
     if (flowId !== undefined) {
       const flow = this.flows.get(flowId);
-      if (flow === undefined || flow.state === "closed") return false;
+      if (flow === undefined || flow.state === "closed") return this.handOver(dest, flowId, data, onError);
       flow.send(data, onError);
       return true;
     }
@@ -298,7 +318,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       if (f.state === "open") perTransport[f.transport] = (perTransport[f.transport] ?? 0) + 1;
     }
     const dropped = Object.fromEntries([...this.drops.entries()].sort(([a], [b]) => a.localeCompare(b)));
-    return { connections: this.budget.total, perTransport, dropped, keepalives: this.keepaliveCount };
+    return { connections: this.budget.total, perTransport, dropped, keepalives: this.keepaliveCount, handedOver: this.handedOver };
   }
 
   // ---- hosts for listeners and flows ---------------------------------------------
@@ -350,13 +370,13 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       return;
     }
     const remote: Endpoint = Object.freeze({ transport: listener.transport, address: normalizeAddress(address), port });
-    const flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, false, undefined, this.framerLimits);
+    const flow = new SocketFlow(this, this.flowIds.next(), socket, remote, listener, false, undefined, this.framerLimits);
     this.register(flow, endpointKey(remote.transport, remote.address, remote.port));
   }
 
   adoptWebSocket(ws: WebSocket, address: string, port: number, listener: BoundListener): void {
     const remote: Endpoint = Object.freeze({ transport: listener.transport, address, port });
-    const flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, false);
+    const flow = new WsFlow(this, this.flowIds.next(), ws, remote, listener, false);
     this.register(flow, endpointKey(remote.transport, address, port));
   }
 
@@ -452,10 +472,10 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     try {
       if (dest.transport === "tcp" || dest.transport === "tls") {
         const socket = openStream(remote, tls, localAddress);
-        flow = new SocketFlow(this, this.nextFlowId(), socket, remote, listener, true, secure ? "secureConnect" : "connect", this.framerLimits);
+        flow = new SocketFlow(this, this.flowIds.next(), socket, remote, listener, true, secure ? "secureConnect" : "connect", this.framerLimits);
       } else {
         const ws = openWebSocket(remote, tls, localAddress, this.maxMessageBytes);
-        flow = new WsFlow(this, this.nextFlowId(), ws, remote, listener, true);
+        flow = new WsFlow(this, this.flowIds.next(), ws, remote, listener, true);
       }
     } catch (err) {
       this.budget.releaseOutbound();
@@ -481,9 +501,21 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     else list.push(flow);
   }
 
-  private nextFlowId(): string {
-    this.flowSeq++;
-    return `${this.flowPrefix}-${this.flowSeq.toString(36)}`;
+  /**
+   * A flow not held here: another worker's is handed to it (true), one of
+   * ours that closed, or one with no owner we can reach, is gone (false).
+   */
+  private handOver(dest: Endpoint, flowId: string, data: Buffer | string, onError: ErrorCallback | undefined): boolean {
+    const remote = this.remoteFlows;
+    if (remote === undefined || this.state !== "running") return false;
+    const owner = ownerOf(flowId);
+    if (owner === undefined || owner === this.flowIds.owner) return false;
+    this.handedOver++;
+    remote.send(owner, flowId, dest, data, (code, reason) => {
+      this.count("handover-failed");
+      this.report(onError, { code, reason, dest });
+    });
+    return true;
   }
 
   private reportLater(onError: ErrorCallback | undefined, code: TransportErrorCode, reason: string, dest: Endpoint): void {

@@ -42,17 +42,20 @@ export interface InboundMessage {
   flowId?: string;
 }
 
-export type TransportErrorCode =
-  | "connect-timeout"
-  | "connect-refused"
-  | "connect-failed"
-  | "flow-gone"
-  | "write-failed"
-  | "limit"
-  | "tls"
-  | "ws-protocol"
-  | "no-listener"
-  | "stopped";
+export const TRANSPORT_ERROR_CODES = Object.freeze([
+  "connect-timeout",
+  "connect-refused",
+  "connect-failed",
+  "flow-gone",
+  "write-failed",
+  "limit",
+  "tls",
+  "ws-protocol",
+  "no-listener",
+  "stopped",
+] as const);
+
+export type TransportErrorCode = (typeof TRANSPORT_ERROR_CODES)[number];
 
 export interface TransportError {
   code: TransportErrorCode;
@@ -74,6 +77,23 @@ export interface SendOptions {
    * the shared port) nor for responses.
    */
   fromPrivatePort?: boolean;
+}
+
+/**
+ * The flows of the other processes of a cluster, as the transport layer
+ * sees them (the cluster worker implements it over IPC; the layer imports
+ * nothing of the cluster). A stream connection lives in the worker that
+ * accepted it; a request for it read by another worker is handed to the
+ * owner named in the flow id (src/transport/flow-id.ts).
+ */
+export interface RemoteFlows {
+  /**
+   * Hands `data` to process `owner`, which writes it on its flow `flowId`.
+   * A failure there (the flow is gone, the write failed, the owner itself
+   * is gone) comes back through `onFailure`, at most once and never before
+   * `send` has returned. Success is not reported.
+   */
+  send(owner: string, flowId: string, dest: Endpoint, data: Buffer | string, onFailure: (code: TransportErrorCode, reason: string) => void): void;
 }
 
 export interface TransportLimits {
@@ -115,4 +135,6 @@ export interface TransportStats {
   dropped: Record<string, number>;
   /** CRLF keepalives received (UDP datagrams of CRLFs, stream and WebSocket pings). */
   keepalives: number;
+  /** Messages for another cluster worker's flow, handed to that worker (`remoteFlows`). */
+  handedOver: number;
 }

@@ -246,3 +246,36 @@ t.test("IPC messages are checked before use", async (t) => {
   t.equal(toWorker({ kind: "hello" }), undefined);
   t.equal(toWorker(7), undefined);
 });
+
+t.test("a message for another worker's flow goes to that worker, whatever its phase; for one that is gone the primary answers", async (t) => {
+  const { sup, up, w } = make(2, { drainMs: 5000 });
+  sup.start();
+  up(1);
+  up(2);
+  const dest = { transport: "tcp", address: "127.0.0.1", port: 40000 };
+  const handOver = { ref: 4, flowId: "2.abc123-1", dest, data: "INVITE" };
+  sup.message(1, { kind: "flow-handover", owner: 2, ...handOver });
+  t.same(w(2).inbox.at(-1), { kind: "flow-handover", from: 1, ...handOver }, "to the owner, with the sender's id");
+  t.notOk(w(1).inbox.some((m) => m.kind.startsWith("flow-")), "nothing back to the sender");
+
+  sup.message(2, { kind: "flow-failed", to: 1, ref: 4, code: "write-failed", reason: "EPIPE" });
+  t.same(w(1).inbox.at(-1), { kind: "flow-failed", ref: 4, code: "write-failed", reason: "EPIPE" }, "the owner's failure goes to the sender");
+
+  sup.message(1, { kind: "flow-handover", owner: 9, ...handOver, ref: 5 });
+  t.same(w(1).inbox.at(-1), { kind: "flow-failed", ref: 5, code: "flow-gone", reason: "worker 9 is gone" }, "no such worker: the primary answers");
+
+  // A rolling restart: worker 2 drains, and still holds its connections.
+  sup.rollingRestart();
+  up(3);
+  t.equal(sup.status().workers.find((x) => x.id === 1)?.phase, "draining");
+  sup.message(3, { kind: "flow-handover", owner: 1, ...handOver, flowId: "1.abc123-1", ref: 6 });
+  t.match(w(1).inbox.at(-1), { kind: "flow-handover", from: 3, ref: 6 }, "a draining owner still gets its hand-overs");
+  sup.exited(1, 0, null);
+  sup.message(3, { kind: "flow-handover", owner: 1, ...handOver, flowId: "1.abc123-1", ref: 7 });
+  t.match(w(3).inbox.at(-1), { kind: "flow-failed", ref: 7, code: "flow-gone" }, "once it has exited, its flows are gone");
+  const before = w(3).inbox.length;
+  sup.message(2, { kind: "flow-failed", to: 1, ref: 8, code: "flow-gone", reason: "x" });
+  t.equal(w(3).inbox.length, before, "a failure for a sender that exited goes nowhere");
+  sup.message(2, { kind: "flow-handover", owner: 3, ...handOver, data: 5 });
+  t.equal(w(3).inbox.length, before, "a malformed hand-over is ignored");
+});
