@@ -72,6 +72,7 @@ export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer
       retryAfterSeconds: cfg.overload.retryAfterSeconds,
       maxTimeoutDeferrals: cfg.overload.maxTimeoutDeferrals,
       probeIntervalMs: cfg.overload.probeIntervalMs,
+      shedMethods: new Set(cfg.overload.shedMethods),
     },
     health: {
       options: {

@@ -301,6 +301,10 @@ const overloadSchema = z
     probeIntervalMs: intIn(10, 10_000).default(50),
     /** How many times one request's timeout may be put off while the edge is behind. */
     maxTimeoutDeferrals: intIn(0, 100).default(4),
+    /** Methods of new requests that may be shed (src/edge/overload.ts says why only INVITE by default). */
+    shedMethods: z
+      .array(z.string({ error: expecting("a SIP method name") }).regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` }).refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never shed)` }))
+      .default(["INVITE"]),
   })
   .superRefine((o, ctx) => {
     if (o.shedAtMs > 0 && o.resumeAtMs >= o.shedAtMs) {

@@ -45,6 +45,17 @@ export interface OverloadOptions {
   maxTimeoutDeferrals: number;
   /** How often each UDP socket measures its queue delay; the shed share is adjusted as often (no newer delay exists in between). */
   probeIntervalMs: number;
+  /**
+   * The methods of new requests that may be shed. INVITE by default: a
+   * refused call also spares its six further messages. A REGISTER is one
+   * transaction, and refusing it costs nearly what forwarding it does
+   * (in-process 16-25 µs against 24-28 µs for its inbound leg), so
+   * shedding it fails registrations without freeing the CPU (measured: 22k
+   * of 100k answered under a 10,000/s overload, against 82-94k without
+   * shedding). Add REGISTER for an avalanche of real phones, which honour
+   * Retry-After instead of retransmitting.
+   */
+  shedMethods: ReadonlySet<string>;
 }
 
 export const DEFAULT_OVERLOAD: Readonly<OverloadOptions> = Object.freeze({
@@ -53,6 +64,7 @@ export const DEFAULT_OVERLOAD: Readonly<OverloadOptions> = Object.freeze({
   retryAfterSeconds: 2,
   maxTimeoutDeferrals: 4,
   probeIntervalMs: 50,
+  shedMethods: new Set(["INVITE"]),
 });
 
 /** Share of an interval the event loop must have been working for the delay to be the edge's own backlog. */
@@ -103,8 +115,8 @@ export class OverloadGate {
   }
 
   /** Asked for each new request from a phone or carrier: answer it 503 instead of forwarding it? */
-  shed(): boolean {
-    if (this.options.shedAtMs <= 0) return false;
+  shed(method: string): boolean {
+    if (this.options.shedAtMs <= 0 || !this.options.shedMethods.has(method)) return false;
     this.adjust();
     return this.share > 0 && this.random() < this.share;
   }

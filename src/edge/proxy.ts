@@ -266,7 +266,7 @@ export class Proxy {
       // A new request while the edge is behind: 503 now costs far less than
       // the call it would start (src/edge/overload.ts). CANCEL and ACK are
       // never new work, and an in-dialog request belongs to a call already up.
-      if (this.d.overload !== undefined && m.method !== "ACK" && m.method !== "CANCEL" && !hasToTag(m) && this.d.overload.shed()) {
+      if (this.d.overload !== undefined && m.method !== "ACK" && m.method !== "CANCEL" && !hasToTag(m) && this.d.overload.shed(m.method)) {
         this.d.counters.inc("reject.overload");
         return this.reply(m, inb, 503, "Overloaded", this.d.overload.retryAfter);
       }

@@ -10,7 +10,7 @@ import { FakeClock } from "../../src/util/clock.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "../../src/transport/queue-delay.js";
 import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
 
-const OPTIONS = { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, maxTimeoutDeferrals: 2, probeIntervalMs: 50 };
+const OPTIONS = { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, maxTimeoutDeferrals: 2, probeIntervalMs: 50, shedMethods: new Set(["INVITE"]) };
 
 t.test("probe wire form: round trip, and nothing else is taken for one", async (t) => {
   const b = encodeProbe(0xdeadbeef, 1234.5);
@@ -51,25 +51,25 @@ t.test("delay estimate: the last probe's wait; silence counts only once probes c
  * always sheds when the share is above 0 (the proxy tests); otherwise the
  * draws come from a fixed cycle, so a share of 0.3 sheds 3 of every 10.
  */
-function gate(initialMs = 0, shedAll = false) {
+function gate(initialMs = 0, shedAll = false, methods: readonly string[] = ["INVITE"]) {
   let delay = initialMs;
   let busy = 1;
   const changes: OverloadStatus[] = [];
   const clock = new FakeClock();
   let i = 0;
   const random = shedAll ? () => 0 : () => (i++ % 10) / 10 + 0.05;
-  const g = new OverloadGate(OPTIONS, () => delay, clock, () => busy, (c) => changes.push(c), random);
+  const g = new OverloadGate({ ...OPTIONS, shedMethods: new Set(methods) }, () => delay, clock, () => busy, (c) => changes.push(c), random);
   // Shedding starts on the first interval over shedAtMs.
   if (shedAll && initialMs >= OPTIONS.shedAtMs) {
     clock.advance(50);
-    g.shed();
+    g.shed("INVITE");
   }
   return { g, changes, clock, set: (ms: number) => (delay = ms), setBusy: (u: number) => (busy = u) };
 }
 
 function shedOf(g: OverloadGate, n: number): number {
   let k = 0;
-  for (let j = 0; j < n; j++) if (g.shed()) k++;
+  for (let j = 0; j < n; j++) if (g.shed("INVITE")) k++;
   return k;
 }
 
@@ -105,7 +105,7 @@ t.test("gate: the shed share rises per interval over shedAtMs, holds in between,
   set(10_000);
   for (let k = 0; k < 20; k++) {
     clock.advance(10_000);
-    g.shed();
+    g.shed("INVITE");
   }
   t.equal(g.status().shedShare, 1, "at most everything");
   t.equal(shedOf(g, 10), 10);
@@ -120,7 +120,7 @@ t.test("gate: the shed share rises per interval over shedAtMs, holds in between,
   const c2 = new FakeClock();
   const never = new OverloadGate({ ...OPTIONS, shedAtMs: 0 }, () => delay, c2, () => 1);
   c2.advance(1000);
-  t.notOk(never.shed(), "shedAtMs 0: never sheds");
+  t.notOk(never.shed("INVITE"), "shedAtMs 0: never sheds");
   t.ok(never.behind(), "yet timeouts still wait");
   delay = 0;
   t.same(never.status(), { shedding: false, shedShare: 0, queueDelayMs: 0, busy: 0 });
@@ -132,13 +132,13 @@ t.test("gate: a long wait while the edge's own loop is not busy (other processes
   setBusy(BUSY_UTILIZATION - 0.01);
   for (let k = 0; k < 10; k++) {
     clock.advance(50);
-    t.notOk(g.shed());
+    t.notOk(g.shed("INVITE"));
   }
   t.equal(g.status().shedShare, 0);
   t.ok(g.behind());
   setBusy(BUSY_UTILIZATION);
   clock.advance(50);
-  g.shed();
+  g.shed("INVITE");
   t.equal(g.status().shedShare, SHED_STEP_UP, "busy and behind: it sheds");
 });
 
@@ -186,7 +186,13 @@ t.test("proxy: while shedding, a new request from a phone gets 503 with Retry-Af
   e.transport.sent.length = 0;
 
   e.deliver(request("REGISTER", { callId: "reg-1", branch: "z9hG4bKreg1" }), PHONE);
-  t.equal(status(e.transport.take().data), "SIP/2.0 503 Overloaded", "a REGISTER too");
+  t.same(e.transport.take().dest, MAIN, "a REGISTER is not shed by default: refusing one costs nearly what forwarding it does");
+  t.notOk(g.shed("SUBSCRIBE"), "nor any method not listed");
+
+  const regs = gate(150, true, ["INVITE", "REGISTER"]);
+  const e2 = makeEdge({ overload: regs.g });
+  e2.deliver(request("REGISTER", { callId: "reg-2", branch: "z9hG4bKreg2" }), PHONE);
+  t.equal(status(e2.transport.take().data), "SIP/2.0 503 Overloaded", "with REGISTER in shedMethods it is");
 
   set(0);
   clock.advance(60_000);
@@ -203,7 +209,7 @@ t.test("proxy: never shed while shedding: in-dialog requests, CANCEL, ACK, retra
   g.set(5_000);
   for (let k = 0; k < 10; k++) {
     g.clock.advance(5_000);
-    g.g.shed();
+    g.g.shed("INVITE");
   }
   t.equal(g.g.status().shedShare, 1, "shedding every new request");
 
