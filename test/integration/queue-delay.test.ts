@@ -8,31 +8,25 @@ import t from "tap";
 import { createSocket } from "node:dgram";
 import { TransportLayer } from "../../src/transport/layer.js";
 import { encodeProbe } from "../../src/transport/queue-delay.js";
-import type { InboundMessage, TransportLimits } from "../../src/transport/types.js";
+import type { InboundMessage } from "../../src/transport/types.js";
 import { FakeClock } from "../../src/util/clock.js";
 import { silentLogger } from "../../src/util/logger.js";
+import { TEST_LIMITS } from "../helpers/transport-limits.js";
 import { waitFor } from "../helpers/wait.js";
 
-const LIMITS: TransportLimits = {
-  maxMessageBytes: 4096,
-  maxStreamBufferBytes: 8192,
-  maxConnections: 50,
-  maxConnectionsPerSource: 20,
-  connectTimeoutMs: 2000,
-  idleTimeoutMs: 60_000,
-};
+const LIMITS = TEST_LIMITS;
 
 /** One probe per test: the interval is far longer than any test moves the clock. */
 const ONE_PROBE = { intervalMs: 3_600_000, staleAfterMs: 7_200_000 };
 
-async function start(t: { teardown(fn: () => unknown): void }, privateSockets = false) {
+async function start(t: { teardown(fn: () => unknown): void }, privateSockets = false, queueProbe = ONE_PROBE) {
   const clock = new FakeClock();
   const layer = new TransportLayer({
     listeners: [{ transport: "udp", address: "127.0.0.1", port: 0 }],
     limits: LIMITS,
     clock,
     logger: silentLogger,
-    queueProbe: ONE_PROBE,
+    queueProbe,
     ...(privateSockets ? { udpPrivateSockets: true } : {}),
   });
   const received: InboundMessage[] = [];
@@ -60,17 +54,7 @@ t.test("the probe sent at start is read back with the time it waited, and is nev
 
 t.test("once probes have come back, silence is the estimate (a full queue drops them); a worker counts only its private socket's silence", async (t) => {
   for (const privateSockets of [false, true]) {
-    const clock = new FakeClock();
-    const layer = new TransportLayer({
-      listeners: [{ transport: "udp", address: "127.0.0.1", port: 0 }],
-      limits: LIMITS,
-      clock,
-      logger: silentLogger,
-      queueProbe: { intervalMs: 3_600_000, staleAfterMs: 100 },
-      ...(privateSockets ? { udpPrivateSockets: true } : {}),
-    });
-    await layer.start();
-    t.teardown(() => layer.stop());
+    const { clock, layer } = await start(t, privateSockets, { intervalMs: 3_600_000, staleAfterMs: 100 });
     clock.advance(40);
     await waitFor(() => layer.queueDelayMs() === 40, { what: "the probes back" });
     clock.advance(100);

@@ -5,6 +5,7 @@
  * back through onError, and everything else behaves as in one process.
  */
 import t, { type Test } from "tap";
+import { TEST_LIMITS } from "../helpers/transport-limits.js";
 import { connect, type Socket } from "node:net";
 import { once } from "node:events";
 import { FakeClock } from "../../src/util/clock.js";
@@ -13,7 +14,7 @@ import { TransportLayer, type TransportLayerOptions } from "../../src/transport/
 import type { Endpoint, InboundMessage, RemoteFlows, TransportError, TransportErrorCode } from "../../src/transport/types.js";
 import { waitFor } from "../helpers/wait.js";
 
-const LIMITS = { maxMessageBytes: 4096, maxStreamBufferBytes: 8192, maxConnections: 50, maxConnectionsPerSource: 20, connectTimeoutMs: 2000, idleTimeoutMs: 60_000 };
+const LIMITS = TEST_LIMITS;
 const MSG = "OPTIONS sip:edge@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 const DEST: Endpoint = { transport: "tcp", address: "127.0.0.1", port: 40000 };
 

@@ -1,4 +1,5 @@
 import t from "tap";
+import { TEST_LIMITS } from "../helpers/transport-limits.js";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { FakeClock } from "../../src/util/clock.js";
@@ -12,14 +13,7 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-const LIMITS: TransportLimits = {
-  maxMessageBytes: 4096,
-  maxStreamBufferBytes: 8192,
-  maxConnections: 50,
-  maxConnectionsPerSource: 20,
-  connectTimeoutMs: 5000,
-  idleTimeoutMs: 60_000,
-};
+const LIMITS: TransportLimits = { ...TEST_LIMITS, connectTimeoutMs: 5000 };
 
 const certs = await testCerts();
 const TLS: TlsSettings = { cert: certs.cert, key: certs.key, ca: certs.ca };

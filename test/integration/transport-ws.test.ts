@@ -1,4 +1,5 @@
 import t from "tap";
+import { TEST_LIMITS } from "../helpers/transport-limits.js";
 import { request } from "node:http";
 import { connect as netConnect } from "node:net";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
@@ -13,14 +14,7 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-const LIMITS: TransportLimits = {
-  maxMessageBytes: 4096,
-  maxStreamBufferBytes: 8192,
-  maxConnections: 50,
-  maxConnectionsPerSource: 20,
-  connectTimeoutMs: 5000,
-  idleTimeoutMs: 60_000,
-};
+const LIMITS: TransportLimits = { ...TEST_LIMITS, connectTimeoutMs: 5000 };
 
 const certs = await testCerts();
 const TLS: TlsSettings = { cert: certs.cert, key: certs.key, ca: certs.ca };

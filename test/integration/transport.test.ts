@@ -5,6 +5,7 @@ import { FakeClock } from "../../src/util/clock.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { TransportLayer, type TransportLayerOptions } from "../../src/transport/layer.js";
 import type { BoundListener, InboundMessage, ListenerSpec, TransportError, TransportLimits } from "../../src/transport/types.js";
+import { TEST_LIMITS } from "../helpers/transport-limits.js";
 import { waitFor, waitForEvent } from "../helpers/wait.js";
 
 /** The part of a tap test the helpers need. */
@@ -25,14 +26,7 @@ async function canBind(address: string): Promise<boolean> {
 const hasLoopbackV6 = await canBind("::1");
 const hasWildcardV6 = await canBind("::");
 
-const LIMITS: TransportLimits = {
-  maxMessageBytes: 4096,
-  maxStreamBufferBytes: 8192,
-  maxConnections: 50,
-  maxConnectionsPerSource: 20,
-  connectTimeoutMs: 2000,
-  idleTimeoutMs: 60_000,
-};
+const LIMITS = TEST_LIMITS;
 
 interface Harness {
   layer: TransportLayer;
