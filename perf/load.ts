@@ -4,7 +4,7 @@
  *   npm run build && node dist/perf/load.js [--proxy edge|kamailio|none]
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
- *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off]
+ *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off] [--edge-shed-at MS]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -56,6 +56,7 @@ interface Options {
   edgeCpuProf?: string;
   edgeRules?: number;
   edgeOverload: "on" | "off";
+  edgeShedAt?: number;
   json?: string;
 }
 
@@ -72,6 +73,7 @@ async function main(): Promise<void> {
     .option("--edge-cpu-prof <dir>", "run the edge under node --cpu-prof, profiles written to this directory")
     .option("--edge-rules <n>", "route through the rules engine: n mixed rules, every call tried against all of them (perf/lib/rules-text.ts)", positiveInt)
     .addOption(new Option("--edge-overload <on|off>", "overload control of the edge (src/edge/overload.ts)").choices(["on", "off"]).default("on"))
+    .option("--edge-shed-at <ms>", "with overload on: overload.shedAtMs of the edge", positiveInt)
     .option("--json <file>", "also write the results as JSON")
     .parse()
     .opts<Options>();
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
       ...(o.edgeCpuProf === undefined ? {} : { cpuProfDir: resolve(o.edgeCpuProf) }),
       ...(o.edgeRules === undefined ? {} : { rulesYaml: rulesFileText(o.edgeRules, "mixed") }),
       overload: o.edgeOverload,
+      ...(o.edgeShedAt === undefined ? {} : { shedAtMs: o.edgeShedAt }),
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };

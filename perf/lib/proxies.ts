@@ -74,7 +74,7 @@ export async function startKamailio(pbxs: Pbxs, workDir: string): Promise<ProxyU
 }
 
 /** The edge config a load run uses; see the assumption stated in perf/load.ts. */
-export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on"): string {
+export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number): string {
   return [
     "# Written by perf/lib/proxies.ts for one load run.",
     "log: { level: warn }",
@@ -90,7 +90,7 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" 
     // Probe as often as Kamailio's dispatcher does in perf/kamailio/kamailio.cfg.
     "health: { intervalSeconds: 2, intervalDownSeconds: 2 }",
     // Off: no shedding and no deferred timeouts, as before src/edge/overload.ts.
-    ...(overload === "off" ? ["overload: { shedAtMs: 0, maxTimeoutDeferrals: 0 }"] : []),
+    ...(overload === "off" ? ["overload: { shedAtMs: 0, maxTimeoutDeferrals: 0 }"] : shedAtMs === undefined ? [] : [`overload: { shedAtMs: ${shedAtMs} }`]),
     "",
   ].join("\n");
 }
@@ -111,6 +111,8 @@ export interface EdgeRunOptions {
   rulesYaml?: string;
   /** "off": the edge neither sheds nor puts timeouts off (src/edge/overload.ts). */
   overload?: "on" | "off";
+  /** With overload on: the queue wait at which INVITEs are shed (the default of proxy-rules/edge.yaml when absent). */
+  shedAtMs?: number;
 }
 
 export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
@@ -118,7 +120,7 @@ export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions =
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
-  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload));
+  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload, o.shedAtMs));
   const rules = join(workDir, "rules.yaml");
   // The work directory may be reused by the next proxy of a run: a rules
   // file left there by an earlier edge must not route this one.
