@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { formatConfigError, loadConfig, obtainFlowKey, reloadConfig, type EdgeConfig } from "./config/index.js";
 import { loadYamlFile } from "./config/load.js";
 import { Edge, type EdgeOptions } from "./edge/edge.js";
+import type { TxnPeers } from "./edge/proxy.js";
 import type { ProbeReport } from "./health/target-health.js";
 import type { Target, TargetResolver } from "./edge/targets.js";
 import { compileDeviceTable, deviceTableSchema, type DeviceTable } from "./policy/device-table.js";
@@ -157,6 +158,8 @@ export interface RunOptions {
   /** A cluster worker: flow ids tagged with its id, other workers' flows reached through `remoteFlows` (EdgeOptions). */
   flowOwner?: string;
   remoteFlows?: RemoteFlows;
+  /** A cluster worker: the other workers, asked before a request timeout fails over (EdgeOptions.txnPeers). */
+  txnPeers?: TxnPeers;
   /** Counters the edge counts into, shared with the caller (EdgeOptions.counters). */
   counters?: Counters;
 }
@@ -176,6 +179,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   if (opts.udpPrivateSockets === true) eo.udpPrivateSockets = true;
   if (opts.flowOwner !== undefined) eo.flowOwner = opts.flowOwner;
   if (opts.remoteFlows !== undefined) eo.remoteFlows = opts.remoteFlows;
+  if (opts.txnPeers !== undefined) eo.txnPeers = opts.txnPeers;
   if (opts.counters !== undefined) eo.counters = opts.counters;
 
   // Routing rules (proxy-rules/rules.yaml and rules.d/ beside the config):

@@ -27,6 +27,29 @@ export interface FlowFailure {
   readonly reason: string;
 }
 
+/**
+ * What a worker knows of a transaction another worker asks about
+ * (src/cluster/txn-owner.ts): when it first forwarded it, on a clock all
+ * workers share, and whether a target has answered it there.
+ */
+export interface TxnStampWire {
+  readonly firstAt: number;
+  readonly heard: boolean;
+}
+
+/** A worker's stamp, with the worker the primary heard it from. */
+export interface TxnClaim extends TxnStampWire {
+  readonly worker: number;
+}
+
+/**
+ * Longest transaction key (SoftState.key: Call-ID, newline, branch) asked
+ * about: two header lines at the parser's default line limit (8,192
+ * bytes each). A longer one is never asked (its timeout fails over as in
+ * one process); a longer one arriving is junk.
+ */
+export const MAX_TXN_KEY = 16_384;
+
 export interface SeedEntry {
   readonly target: string;
   readonly result: ProbeReport;
@@ -43,7 +66,11 @@ export type ToPrimary =
   /** For worker `owner`'s flow: the primary passes it on. */
   | ({ readonly kind: "flow-handover"; readonly owner: number } & FlowHandOver)
   /** The owner could not send a hand-over of worker `to`. */
-  | ({ readonly kind: "flow-failed"; readonly to: number } & FlowFailure);
+  | ({ readonly kind: "flow-failed"; readonly to: number } & FlowFailure)
+  /** This worker's request timeout fired: does another worker hold transaction `key`? `ref` correlates the answer. */
+  | { readonly kind: "txn-ask"; readonly ref: number; readonly key: string }
+  /** The answer to the primary's `txn-ask` `ref`: this worker's stamp, or none (it holds no such transaction). */
+  | { readonly kind: "txn-claim"; readonly ref: number; readonly stamp: TxnStampWire | undefined };
 
 /** Primary -> worker. */
 export type ToWorker =
@@ -60,7 +87,11 @@ export type ToWorker =
   /** Send this on your flow; report a failure to worker `from`. */
   | ({ readonly kind: "flow-handover"; readonly from: number } & FlowHandOver)
   /** A hand-over of yours failed (from its owner, or from the primary when the owner is gone). */
-  | ({ readonly kind: "flow-failed" } & FlowFailure);
+  | ({ readonly kind: "flow-failed" } & FlowFailure)
+  /** Another worker asks: do you hold transaction `key`? Answer `txn-claim` with this `ref`. */
+  | { readonly kind: "txn-ask"; readonly ref: number; readonly key: string }
+  /** The answer to your `txn-ask` `ref`: the first of the other workers holding it, or none. */
+  | { readonly kind: "txn-owner"; readonly ref: number; readonly owner: TxnClaim | undefined };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null;
@@ -116,6 +147,17 @@ function failure(v: Record<string, unknown>): FlowFailure | undefined {
   return { ref: v.ref, code: v.code as TransportErrorCode, reason: v.reason };
 }
 
+function isTxnKey(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= MAX_TXN_KEY;
+}
+
+/** A stamp as sent, or null (JSON has no undefined) for none; anything else is malformed. */
+function txnStamp(v: unknown): TxnStampWire | undefined | false {
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v) || typeof v.firstAt !== "number" || !Number.isFinite(v.firstAt) || typeof v.heard !== "boolean") return false;
+  return { firstAt: v.firstAt, heard: v.heard };
+}
+
 export function toPrimary(v: unknown): ToPrimary | undefined {
   if (!isObject(v)) return undefined;
   switch (v.kind) {
@@ -132,6 +174,12 @@ export function toPrimary(v: unknown): ToPrimary | undefined {
     case "flow-failed": {
       const f = failure(v);
       return f !== undefined && isId(v.to) ? { kind: "flow-failed", to: v.to, ...f } : undefined;
+    }
+    case "txn-ask":
+      return isId(v.ref) && isTxnKey(v.key) ? { kind: "txn-ask", ref: v.ref, key: v.key } : undefined;
+    case "txn-claim": {
+      const stamp = txnStamp(v.stamp);
+      return isId(v.ref) && stamp !== false ? { kind: "txn-claim", ref: v.ref, stamp } : undefined;
     }
     default:
       return undefined;
@@ -160,6 +208,16 @@ export function toWorker(v: unknown): ToWorker | undefined {
     case "flow-failed": {
       const f = failure(v);
       return f === undefined ? undefined : { kind: "flow-failed", ...f };
+    }
+    case "txn-ask":
+      return isId(v.ref) && isTxnKey(v.key) ? { kind: "txn-ask", ref: v.ref, key: v.key } : undefined;
+    case "txn-owner": {
+      if (!isId(v.ref)) return undefined;
+      const stamp = txnStamp(v.owner);
+      if (stamp === false) return undefined;
+      if (stamp === undefined) return { kind: "txn-owner", ref: v.ref, owner: undefined };
+      const worker = (v.owner as Record<string, unknown>).worker;
+      return isId(worker) ? { kind: "txn-owner", ref: v.ref, owner: { worker, ...stamp } } : undefined;
     }
     default:
       return undefined;

@@ -3,12 +3,14 @@
  * (src/cluster/primary.ts wires the two) so they can be driven by a test
  * with fake workers and a fake clock: which worker probes, what a new
  * worker starts from, when a dead worker is replaced, the order of a
- * rolling restart, and where a message for another worker's flow goes.
+ * rolling restart, where a message for another worker's flow goes, and
+ * which workers a question about a transaction goes to (src/cluster/txn-fanout.ts).
  */
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../util/clock.js";
 import { toPrimary, type ToWorker } from "./messages.js";
 import type { ProbeLog } from "./probe-log.js";
+import { TxnFanOut } from "./txn-fanout.js";
 
 /** One forked worker, as the supervisor sees it. */
 export interface WorkerPort {
@@ -31,6 +33,8 @@ export interface SupervisorOptions {
   killAfterMs: number;
   /** Called once: every worker has exited after `stop()` (0), or the edge could not start at all (1). */
   onDone: (exitCode: number) => void;
+  /** How long a question about a transaction waits for the other workers (CLAIMS_WITHIN_MS by default). */
+  claimsWithinMs?: number;
 }
 
 export type WorkerPhase = "starting" | "ready" | "draining";
@@ -66,9 +70,11 @@ export class Supervisor {
   private stopping = false;
   private exitCode = 0;
   private done = false;
+  private readonly txns: TxnFanOut;
 
   constructor(private readonly o: SupervisorOptions) {
     if (!Number.isInteger(o.workers) || o.workers < 1) throw new Error("Supervisor: workers must be a whole number of at least 1");
+    this.txns = new TxnFanOut({ clock: o.clock, ...(o.claimsWithinMs === undefined ? {} : { claimsWithinMs: o.claimsWithinMs }) });
   }
 
   start(): void {
@@ -121,6 +127,18 @@ export class Supervisor {
         // The sender may have exited meanwhile; nobody is left to tell.
         this.members.get(m.to)?.port.send({ kind: "flow-failed", ref: m.ref, code: m.code, reason: m.reason });
         return;
+      case "txn-ask": {
+        // Every other worker, whatever its phase: a draining one still
+        // holds its transactions, and a starting one may already read the
+        // shared socket (one that cannot answer costs only the bound).
+        const others: WorkerPort[] = [];
+        for (const [other, om] of this.members) if (other !== id) others.push(om.port);
+        this.txns.ask(member.port, m.ref, m.key, others);
+        return;
+      }
+      case "txn-claim":
+        this.txns.claim(id, m.ref, m.stamp);
+        return;
     }
   }
 
@@ -129,6 +147,7 @@ export class Supervisor {
     if (member === undefined) return;
     this.members.delete(id);
     this.clearTimer(member);
+    this.txns.exited(id);
     if (this.stopping) {
       if (this.members.size === 0) this.finish();
       return;

@@ -14,7 +14,14 @@
  * worker holding it) read by another worker is handed to that worker
  * through the primary (src/cluster/flow-relay.ts): it costs two IPC
  * messages, and only PBX-to-phone requests on stream flows read by the
- * wrong worker pay it. What still goes wrong is in the warnings below.
+ * wrong worker pay it. A phone's UDP retransmission read by another
+ * worker than the one that forwarded the original is forwarded again by
+ * it, and the target answers only the first; when that worker's request
+ * timeout fires it asks the others through the primary which of them
+ * forwarded the transaction first, and yields to that one instead of
+ * retrying it on the Standby (src/cluster/txn-owner.ts): a failover on a
+ * timeout waits up to 250 ms more for the answer. What still goes wrong
+ * is in the warnings below.
  * The default stays one process, and more workers an explicit choice
  * (`--workers N`, `--workers auto` for one per core): README, "Workers".
  */
@@ -43,11 +50,6 @@ export function workerCount(requested: WorkersOption, cores: number, cfg: Counte
   if (cfg.targets >= 1 && cfg.listenerTransports.includes("udp")) {
     warnings.push(
       "requests to targets leave from each worker's own UDP port and their answers come back there only from a target that answers to the source port (RFC 3581 rport, which our Via asks for); a worker's port closes when it exits, so a rolling restart loses the answer to an INVITE that worker forwarded if it is still unanswered when the drain (--drain) ends",
-    );
-  }
-  if (cfg.targets >= 2) {
-    warnings.push(
-      "per-request failover state is per worker: a phone's retransmission read by another worker than the one that forwarded the request is forwarded again by that worker, which hears no answer (the target answers the first copy's worker) and retries it on the next target after the request timeout",
     );
   }
   return { workers, why, warnings };

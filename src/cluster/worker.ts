@@ -4,7 +4,9 @@
  * drains on request. Its soft state (CANCEL affinity, per-request failover)
  * is its own; responses are routed by Via, so any worker relays them. A
  * request for a phone connection another worker holds is handed to that
- * worker through the primary (src/cluster/flow-relay.ts).
+ * worker through the primary (src/cluster/flow-relay.ts). Before a
+ * request timeout fails over, the other workers are asked whether one of
+ * them forwarded the transaction first (src/cluster/txn-owner.ts).
  */
 import cluster from "node:cluster";
 import { ConfigRefused, run, type Running } from "../main.js";
@@ -12,6 +14,7 @@ import { systemClock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowRelay } from "./flow-relay.js";
 import { toWorker, type SeedEntry, type ToPrimary, type ToWorker } from "./messages.js";
+import { TxnOwnership } from "./txn-owner.js";
 
 /** Without a seed this long after "hello" (a primary that never answers), the worker starts from nothing. */
 const SEED_WAIT_MS = 10_000;
@@ -42,6 +45,7 @@ export async function startWorker(configPath: string): Promise<void> {
   const early: ToWorker[] = [];
   const counters = new Counters();
   const relay = new FlowRelay({ self: id, send, clock: systemClock, counters });
+  const owners = new TxnOwnership({ self: id, send, clock: systemClock, counters });
   let gotSeed: (results: readonly SeedEntry[]) => void = () => {};
   const seed = new Promise<readonly SeedEntry[]>((resolve) => {
     gotSeed = resolve;
@@ -76,6 +80,16 @@ export async function startWorker(configPath: string): Promise<void> {
     }
     if (m.kind === "flow-failed") {
       relay.failed(m);
+      return;
+    }
+    // Answered at once too: before the edge is up this worker holds no
+    // transaction, and the asker's timeout is waiting.
+    if (m.kind === "txn-ask") {
+      owners.asked(m.ref, m.key);
+      return;
+    }
+    if (m.kind === "txn-owner") {
+      owners.answered(m.ref, m.owner);
       return;
     }
     if (running === undefined) {
@@ -137,12 +151,17 @@ export async function startWorker(configPath: string): Promise<void> {
       // connections read by another worker is handed here.
       flowOwner: String(id),
       remoteFlows: relay,
+      // A request timeout asks the other workers first: a retransmission
+      // read here may belong to a transaction another worker forwarded.
+      txnPeers: owners,
       counters,
     });
   } catch (e) {
     exitOnStartFailure(e);
   }
   relay.attach(running.edge.transport, running.logger.child({ module: "handover" }));
+  const proxy = running.edge.proxy;
+  owners.attach((key) => proxy.transactionStamp(key));
   for (const m of early.splice(0)) apply(m);
   send({ kind: "ready", listeners: running.edge.listeners.map((l) => `${l.transport}:${l.address}:${l.port}`) });
 }

@@ -15,7 +15,7 @@ import { FlowTokenCodec } from "./flow-token.js";
 import { EdgeIdentity } from "./identity.js";
 import { OverloadGate, type OverloadOptions, type OverloadStatus } from "./overload.js";
 import { PolicyRouter, type DualOutcome } from "./policy-router.js";
-import { Proxy, type FailoverOptions, type ProxyObserver } from "./proxy.js";
+import { Proxy, type FailoverOptions, type ProxyObserver, type TxnPeers } from "./proxy.js";
 import { PriorityRouter, type Router } from "./router.js";
 import { SoftState } from "./soft-state.js";
 import { literalResolver, makeTarget, type Target, type TargetResolver, type TargetSpec } from "./targets.js";
@@ -40,6 +40,8 @@ export interface EdgeOptions {
    */
   flowOwner?: string;
   remoteFlows?: RemoteFlows;
+  /** A cluster worker: the other workers, asked before a request timeout fails over (ProxyDeps.peers). */
+  txnPeers?: TxnPeers;
   /** The event counters, when the caller counts into them too (a cluster worker's hand-overs); a new set otherwise. */
   counters?: Counters;
   parseLimits: ParseLimits;
@@ -270,6 +272,7 @@ export class Edge {
           );
     const proxy = new Proxy({
       ...(overload === undefined ? {} : { overload }),
+      ...(o.txnPeers === undefined ? {} : { peers: o.txnPeers }),
       transport,
       identity: new EdgeIdentity(listeners, o.domains),
       router: () => holder.edge!.router,

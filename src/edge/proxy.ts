@@ -40,6 +40,39 @@ export interface ProxyDeps {
   serverName?: string;
   /** Sheds new requests and distrusts timeouts while the edge is behind; never when absent. */
   overload?: OverloadGate;
+  /**
+   * Other processes reading the same listeners (cluster workers,
+   * src/cluster/txn-owner.ts), asked before a request timeout fails over;
+   * absent in one process, which then asks nobody and stamps nothing.
+   */
+  peers?: TxnPeers;
+}
+
+/** What this process knows of a transaction that another may hold too. */
+export interface TxnStamp {
+  /** When this process first forwarded it, by `TxnPeers.stamp()`. */
+  readonly firstAt: number;
+  /** A target has answered it here (any response to the attempt in use). */
+  readonly heard: boolean;
+}
+
+/**
+ * With several workers on one shared UDP socket a phone's retransmission
+ * may be read, and forwarded again, by another worker than the original:
+ * the target answers only the first copy's worker, and the other one's
+ * timer fires although the target is alive. Before failing over on a
+ * timeout the proxy asks whether another worker owns the transaction.
+ */
+export interface TxnPeers {
+  /** The time a transaction is first forwarded, on a clock every peer reads alike. */
+  stamp(): number;
+  /**
+   * Does another process own the transaction `key` rather than this one
+   * (`mine`)? `done(true)`: yes, leave the failover to it. `done` is called
+   * exactly once, possibly before this returns; with no answer in time it
+   * is called with false, so a timeout is never lost.
+   */
+  confirmTimeout(key: string, mine: TxnStamp, done: (yieldToPeer: boolean) => void): void;
 }
 
 export interface FailoverOptions {
@@ -287,7 +320,7 @@ export class Proxy {
       }
       if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
       if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
-        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true, deferrals: 0 };
+        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true, deferrals: 0, question: undefined };
       }
       if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined || decision.rewrite !== undefined) {
         extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork, rewrite: decision.rewrite };
@@ -403,13 +436,20 @@ export class Proxy {
       if (prev?.forks !== undefined) st.forks = prev.forks;
       if (prev?.onForkResponse !== undefined) st.onForkResponse = prev.onForkResponse;
       if (prev?.ackBase !== undefined) st.ackBase = prev.ackBase;
+      if (this.d.peers !== undefined) {
+        // Stamped when this process first forwards it; retransmissions and
+        // retries keep the stamp (who owns it is decided by the first copy).
+        st.firstAt = prev?.firstAt ?? this.d.peers.stamp();
+        if (prev?.heard === true) st.heard = true;
+      }
       if (retry !== undefined) {
         if (m.method === "INVITE") st.ackBase = { requestUri: m.requestUri, routes: m.headers.filter((h) => h.name === "route").map((h) => h.raw) };
         if (retry.rest.length > 0) {
           st.retry = retry;
           // Armed once per attempt: a retransmission from the caller must not
-          // push the failover back.
-          if (retry.timer === undefined) this.armRetryTimer(key, retry);
+          // push the failover back, nor arm a second timer while the first
+          // one's question to the other workers is out.
+          if (retry.timer === undefined && retry.question === undefined) this.armRetryTimer(key, retry);
         } else {
           // On the last candidate the caller's own timers decide how long to
           // wait: a slow last target is better than a 408 from us.
@@ -448,12 +488,48 @@ export class Proxy {
       this.armRetryTimer(key, retry);
       return;
     }
+    const peers = this.d.peers;
+    if (peers !== undefined && st.firstAt !== undefined) {
+      // Another worker may have forwarded this transaction first (a phone's
+      // retransmission read by us): the target answers that worker only,
+      // and failing over here would ring the Standby too. The owner has a
+      // timer of its own and fails over itself if the target is silent.
+      const question = {};
+      retry.question = question;
+      peers.confirmTimeout(key, { firstAt: st.firstAt, heard: st.heard === true }, (yieldToPeer) => this.onTimeoutConfirmed(key, retry, question, yieldToPeer));
+      return;
+    }
+    this.timedOut(key, st);
+  }
+
+  private onTimeoutConfirmed(key: string, retry: RetryState, question: object, yieldToPeer: boolean): void {
+    const st = this.d.softState.getByKey(key);
+    // While the question was out the transaction may have moved on: an
+    // answer settled it, a 100 Trying showed the target alive, health sent
+    // it to the next target (each clears the question), or it was evicted.
+    if (st === undefined || st.retry !== retry || retry.question !== question) return;
+    retry.question = undefined;
+    if (yieldToPeer) {
+      // Silently: the caller's answers come through the owner, and a 408
+      // or a Standby attempt from here would be a second answer.
+      this.d.counters.inc("failover.timeout-yielded");
+      if (this.debug) this.d.logger.debug({ callId: SoftState.callIdOf(key) }, "request timeout yielded: another worker forwarded it first");
+      this.settle(st, key);
+      return;
+    }
+    this.timedOut(key, st);
+  }
+
+  /** No answer in time from the target in use: the next candidate, or 408. */
+  private timedOut(key: string, st: TxnState): void {
     this.d.counters.inc("failover.timeout");
     if (st.target !== undefined) this.d.observer?.targetOutcome(st.target, "timeout");
     this.nextAttempt(key, "timeout");
   }
 
+  /** Stops the attempt's timeout, and forgets a question about it still out (its answer changes nothing then). */
   private cancelRetryTimer(retry: RetryState): void {
+    retry.question = undefined;
     if (retry.timer === undefined) return;
     this.retryTimeouts.cancel(retry.timer);
     retry.timer = undefined;
@@ -464,6 +540,17 @@ export class Proxy {
     if (st.retry !== undefined) this.cancelRetryTimer(st.retry);
     delete st.retry;
     this.d.softState.unwait(key, st);
+  }
+
+  /**
+   * What this process knows of a transaction, for another worker asking
+   * who owns it (TxnPeers); undefined when it holds none or stamps none.
+   * A peek: a peer's question must not keep the entry from eviction.
+   */
+  transactionStamp(key: string): TxnStamp | undefined {
+    const st = this.d.softState.peekByKey(key);
+    if (st?.firstAt === undefined) return undefined;
+    return { firstAt: st.firstAt, heard: st.heard === true };
   }
 
   /**
@@ -610,6 +697,8 @@ export class Proxy {
       return false;
     }
     if (ourBranch !== st.branch) return this.abandonedAttempt(m, st, ourViaRaw, from);
+    // A worker the target answers owns the transaction, whatever the stamps say.
+    if (this.d.peers !== undefined) st.heard = true;
     if (st.target !== undefined && status >= 200) {
       const attempt = st.retry?.attempt;
       this.d.observer?.targetOutcome(st.target, this.failover.retryOn.has(status) ? "failure-response" : "response", status);

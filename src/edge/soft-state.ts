@@ -34,6 +34,13 @@ export interface TxnState {
   onForkResponse?: (target: Target, response: SipMessage) => void;
   /** The fork copies' targets by our branch. */
   forks?: ReadonlyMap<string, Target>;
+  /**
+   * With peers (ProxyDeps.peers) only: when this process first forwarded
+   * the transaction, and whether a target has answered it here. Another
+   * worker asks for them to learn who owns it.
+   */
+  firstAt?: number;
+  heard?: boolean;
 }
 
 export interface RetryState {
@@ -50,6 +57,12 @@ export interface RetryState {
   anyFailure: boolean;
   /** Times the current attempt's timeout was put off because the edge was behind (src/edge/overload.ts). */
   deferrals: number;
+  /**
+   * Set while the other workers are asked whether one of them owns the
+   * transaction, after this attempt's timeout (ProxyDeps.peers): an answer
+   * acts only if it finds the same object here.
+   */
+  question: object | undefined;
 }
 
 /** What the failover timeout of one attempt needs to find its transaction again. */
@@ -122,6 +135,17 @@ export class SoftState {
    */
   static key(callId: string, branch: string | undefined): string {
     return `${callId}\n${branch ?? ""}`;
+  }
+
+  /** The Call-ID a key was made from, for log lines. */
+  static callIdOf(key: string): string {
+    const nl = key.indexOf("\n");
+    return nl < 0 ? key : key.slice(0, nl);
+  }
+
+  /** Without refreshing the entry's place in the LRU. */
+  peekByKey(key: string): TxnState | undefined {
+    return this.txns.peek(key);
   }
 
   get(callId: string, branch: string | undefined): TxnState | undefined {

@@ -7,7 +7,7 @@ import type { OverloadGate } from "../../src/edge/overload.js";
 import { FlowTokenCodec } from "../../src/edge/flow-token.js";
 import { EdgeIdentity } from "../../src/edge/identity.js";
 import type { Endpoint, Inbound, Listener, SendError, TransportName, TransportPort } from "../../src/edge/ports.js";
-import { Proxy, type ProxyObserver } from "../../src/edge/proxy.js";
+import { Proxy, type ProxyObserver, type TxnPeers } from "../../src/edge/proxy.js";
 import { FakeClock } from "../../src/util/clock.js";
 import { PriorityRouter, type Router } from "../../src/edge/router.js";
 import { SoftState } from "../../src/edge/soft-state.js";
@@ -55,7 +55,7 @@ export const TCP: Listener = { id: "tcp0", transport: "tcp", address: "192.0.2.1
 
 export const KEY = Buffer.alloc(32, 7);
 
-export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver; isDown?: (t: Target) => boolean; overload?: OverloadGate } = {}) {
+export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: string[]; observer?: ProxyObserver; isDown?: (t: Target) => boolean; overload?: OverloadGate; peers?: TxnPeers } = {}) {
   const clock = new FakeClock();
   const transport = new RecordingTransport([UDP, TCP]);
   const targets = opts.targets ?? [
@@ -80,6 +80,7 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
     ...(opts.observer === undefined ? {} : { observer: opts.observer }),
     ...(opts.isDown === undefined ? {} : { isDown: opts.isDown }),
     ...(opts.overload === undefined ? {} : { overload: opts.overload }),
+    ...(opts.peers === undefined ? {} : { peers: opts.peers }),
   });
   const deliver = (text: string, source: Endpoint, listener: Listener = source.transport === "udp" ? UDP : TCP, flowId?: string): void => {
     const inb: Inbound = { data: Buffer.from(text, "latin1"), source, listener, ...(flowId === undefined ? {} : { flowId }) };

@@ -58,3 +58,53 @@ t.test("a malformed hand-over or failure is ignored, never thrown on", async (t)
     t.doesNotThrow(() => toWorker(junk));
   }
 });
+
+t.test("transaction-owner messages as they are sent; a missing stamp or owner is none", async (t) => {
+  const key = "call-1\nz9hG4bK-1";
+  t.same(toPrimary({ kind: "txn-ask", ref: 3, key }), { kind: "txn-ask", ref: 3, key });
+  t.same(toWorker({ kind: "txn-ask", ref: 3, key }), { kind: "txn-ask", ref: 3, key });
+  t.same(toPrimary({ kind: "txn-claim", ref: 3, stamp: { firstAt: 12.5, heard: true } }), { kind: "txn-claim", ref: 3, stamp: { firstAt: 12.5, heard: true } });
+  t.same(toPrimary({ kind: "txn-claim", ref: 3 }), { kind: "txn-claim", ref: 3, stamp: undefined }, "no stamp (JSON drops undefined): none");
+  t.same(toPrimary({ kind: "txn-claim", ref: 3, stamp: null }), { kind: "txn-claim", ref: 3, stamp: undefined });
+  const owner = { worker: 2, firstAt: 12.5, heard: false };
+  t.same(toWorker({ kind: "txn-owner", ref: 3, owner }), { kind: "txn-owner", ref: 3, owner });
+  t.same(toWorker({ kind: "txn-owner", ref: 3, owner: { ...owner, junk: 1 }, junk: 2 }), { kind: "txn-owner", ref: 3, owner }, "only the known fields are kept");
+  t.same(toWorker({ kind: "txn-owner", ref: 3 }), { kind: "txn-owner", ref: 3, owner: undefined });
+  t.same(toPrimary({ kind: "txn-ask", ref: 1, key: "k".repeat(16_384) })?.kind, "txn-ask", "the longest key");
+});
+
+t.test("a malformed transaction-owner message is ignored, never thrown on", async (t) => {
+  const key = "call-1\nz9hG4bK-1";
+  for (const [what, m] of [
+    ["no ref", { key }],
+    ["ref 0", { ref: 0, key }],
+    ["ref as text", { ref: "1", key }],
+    ["no key", { ref: 1 }],
+    ["empty key", { ref: 1, key: "" }],
+    ["key too long", { ref: 1, key: "k".repeat(16_385) }],
+    ["key not text", { ref: 1, key: 5 }],
+  ] as const) {
+    t.equal(toPrimary({ kind: "txn-ask", ...m }), undefined, `question to the primary: ${what}`);
+    t.equal(toWorker({ kind: "txn-ask", ...m }), undefined, `question to a worker: ${what}`);
+  }
+  for (const [what, stamp] of [
+    ["not an object", 5],
+    ["no firstAt", { heard: true }],
+    ["firstAt as text", { firstAt: "1", heard: true }],
+    ["firstAt not finite", { firstAt: Infinity, heard: true }],
+    ["heard not boolean", { firstAt: 1, heard: "yes" }],
+    ["no heard", { firstAt: 1 }],
+  ] as const) {
+    t.equal(toPrimary({ kind: "txn-claim", ref: 1, stamp }), undefined, `claim: ${what}`);
+    t.equal(toWorker({ kind: "txn-owner", ref: 1, owner: typeof stamp === "object" ? { worker: 2, ...stamp } : stamp }), undefined, `owner: ${what}`);
+  }
+  t.equal(toPrimary({ kind: "txn-claim", stamp: { firstAt: 1, heard: true } }), undefined, "claim without ref");
+  for (const worker of [undefined, 0, "2", 1.5]) t.equal(toWorker({ kind: "txn-owner", ref: 1, owner: { worker, firstAt: 1, heard: true } }), undefined, `owner worker ${String(worker)}`);
+  t.equal(toWorker({ kind: "txn-owner", ref: 0, owner: undefined }), undefined, "owner answer ref 0");
+  t.equal(toWorker({ kind: "txn-claim", ref: 1 }), undefined, "a claim is for the primary only");
+  t.equal(toPrimary({ kind: "txn-owner", ref: 1 }), undefined, "an owner answer is for workers only");
+  for (const junk of [null, 3, "txn-ask", [], { kind: "txn-claim" }, { kind: "txn-owner", ref: 1, owner: [] }]) {
+    t.doesNotThrow(() => toPrimary(junk));
+    t.doesNotThrow(() => toWorker(junk));
+  }
+});
