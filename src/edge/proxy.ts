@@ -320,7 +320,7 @@ export class Proxy {
       }
       if (dest === undefined) return this.reply(m, inb, 503, "No Target Reachable");
       if ((m.method === "INVITE" || m.method === "REGISTER") && i + 1 < candidates.length) {
-        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true, deferrals: 0, question: undefined };
+        retryState = { rest: candidates.slice(i + 1), original: inb.data, inbound: inb, attempt: 0, timer: undefined, anyFailure: decision.retryOnAnyFailure === true, deferrals: 0, trying: false, question: undefined };
       }
       if (decision.shapeResponse !== undefined || decision.onForkResponse !== undefined || decision.fork !== undefined || decision.rewrite !== undefined) {
         extras = { shapeResponse: decision.shapeResponse, onForkResponse: decision.onForkResponse, fork: decision.fork, rewrite: decision.rewrite };
@@ -449,7 +449,7 @@ export class Proxy {
           // Armed once per attempt: a retransmission from the caller must not
           // push the failover back, nor arm a second timer while the first
           // one's question to the other workers is out.
-          if (retry.timer === undefined && retry.question === undefined) this.armRetryTimer(key, retry);
+          if (retry.timer === undefined && retry.question === undefined && !retry.trying) this.armRetryTimer(key, retry);
         } else {
           // On the last candidate the caller's own timers decide how long to
           // wait: a slow last target is better than a 408 from us.
@@ -586,6 +586,7 @@ export class Proxy {
     retry.rest = retry.rest.slice(1);
     retry.attempt += 1;
     retry.deferrals = 0;
+    retry.trying = false;
     const r = parse(retry.original, { limits: this.limits });
     if (!r.ok) return "none";
     const base = st.branch.replace(/\.[0-9]+$/, "");
@@ -725,6 +726,7 @@ export class Proxy {
       // The target is alive (RFC 3261 §16.7: 100 is hop-by-hop); a later
       // 5xx from it may still move the request.
       this.cancelRetryTimer(retry);
+      retry.trying = true;
       return true;
     }
     const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);

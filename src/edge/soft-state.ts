@@ -58,6 +58,12 @@ export interface RetryState {
   /** Times the current attempt's timeout was put off because the edge was behind (src/edge/overload.ts). */
   deferrals: number;
   /**
+   * The current attempt's target answered 100 Trying, which stopped its
+   * timer: a retransmission from the caller (a REGISTER's goes on after a
+   * 100, RFC 3261 §17.1.2.2) must not arm it again.
+   */
+  trying: boolean;
+  /**
    * Set while the other workers are asked whether one of them owns the
    * transaction, after this attempt's timeout (ProxyDeps.peers): an answer
    * acts only if it finds the same object here.

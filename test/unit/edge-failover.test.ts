@@ -149,6 +149,25 @@ t.test("100 Trying stops the timer, but a later 503 still moves the request", as
   t.same(e.transport.take().dest, STANDBY, "retried");
 });
 
+t.test("regression: a retransmission after 100 Trying does not arm the timer again", async (t) => {
+  // A REGISTER's retransmissions go on after a 100 (RFC 3261 §17.1.2.2):
+  // each one used to re-arm the failover timer the 100 had stopped, so a
+  // target that answered 100 and took over a second for its 200 also got
+  // the REGISTER sent to the Standby.
+  const e = setup();
+  const register = INVITE.replace(/^INVITE/, "REGISTER").replace("CSeq: 1 INVITE", "CSeq: 1 REGISTER");
+  e.deliver(register, PHONE);
+  const first = e.transport.take();
+  t.same(first.dest, MAIN);
+  e.deliver(response("100 Trying", first.data, "t9", "REGISTER"), MAIN);
+  t.same(e.transport.take().dest, PHONE);
+  e.deliver(register, PHONE);
+  t.same(e.transport.take().dest, MAIN, "the retransmission follows the attempt");
+  e.clock.advance(5000);
+  t.equal(e.transport.sent.length, 0, "and no timeout moves it to the Standby");
+  t.equal(e.counters.get("failover.retry.timeout"), 0);
+});
+
 t.test("a transport error moves the request at once", async (t) => {
   const e = setup();
   e.deliver(INVITE, PHONE);
