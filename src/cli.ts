@@ -40,7 +40,7 @@ program
   .option("-c, --config <file>", "config file", defaultConfigPath())
   .option(
     "-w, --workers <n|auto>",
-    "worker processes sharing the listeners (auto: one per core); 1 runs the edge in this process, with no primary; see the README for what more than one costs",
+    "worker processes sharing the listeners (auto, the default: one per core); 1 runs the edge in this process, with no primary; see the README for what more than one costs",
     workersOption,
     DEFAULT_WORKERS,
   )

@@ -22,12 +22,16 @@
  * retrying it on the Standby (src/cluster/txn-owner.ts): a failover on a
  * timeout waits up to 250 ms more for the answer. What still goes wrong
  * is in the warnings below.
- * The default stays one process, and more workers an explicit choice
- * (`--workers N`, `--workers auto` for one per core): README, "Workers".
+ * With those two fixed, the default is one worker per core (DESIGN.md
+ * §2.9): on the 2-core machine measured, one process tops out at ~7,500
+ * REGISTER/s and two workers hold 10,000/s (perf/RESULTS.md, "Overload
+ * control"), at ~20 % more CPU per call below the ceiling (the shared
+ * socket wakes every worker for each datagram). `--workers 1` runs the
+ * edge in one process, with no primary: README, "Workers".
  */
 export type WorkersOption = number | "auto";
 
-export const DEFAULT_WORKERS: WorkersOption = 1;
+export const DEFAULT_WORKERS: WorkersOption = "auto";
 
 export interface WorkerCount {
   workers: number;
@@ -44,7 +48,7 @@ export interface CountedConfig {
 
 export function workerCount(requested: WorkersOption, cores: number, cfg: CountedConfig): WorkerCount {
   const workers = requested === "auto" ? Math.max(1, Math.floor(cores)) : requested;
-  const why = requested === "auto" ? "--workers auto: one per core" : "--workers";
+  const why = requested === "auto" ? "--workers auto (the default): one per core" : "--workers";
   if (workers === 1) return { workers, why, warnings: [] };
   const warnings: string[] = [];
   if (cfg.targets >= 1 && cfg.listenerTransports.includes("udp")) {

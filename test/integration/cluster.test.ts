@@ -332,11 +332,11 @@ t.test("with two workers every answer reaches the worker that forwarded the requ
   t.same(dup, [], `no INVITE or REGISTER also sent to the Standby (${2 * N} UDP, ${TCP_PHONES} TCP)`);
 });
 
-t.test("one process by default; --workers auto runs one worker per core", async (t) => {
+t.test("one worker per core by default (and with --workers auto); --workers 1 is one process", async (t) => {
   const main = await fakePbx();
   t.teardown(() => main.peer.close());
   const cores = availableParallelism();
-  for (const args of [[], ["--workers", "auto"]]) {
+  for (const args of [[], ["--workers", "auto"], ["--workers", "1"]]) {
     const port = await freePort();
     const { dir, file } = configFile(port, main.peer.port, main.peer.port + 1, "info");
     const edge = EdgeProcess.start(file, args);
@@ -345,10 +345,11 @@ t.test("one process by default; --workers auto runs one worker per core", async 
       rmSync(dir, { recursive: true, force: true });
     });
     const started = await edge.line((l) => l.msg === "edge primary started" || (l.msg === "edge started" && l.worker === undefined), "the edge to start");
-    if (args.length === 0 || cores === 1) {
-      t.equal(started.msg, "edge started", `${args.join(" ") || "no --workers"}: a single process, no primary`);
+    const what = args.join(" ") || "no --workers";
+    if (args[1] === "1" || cores === 1) {
+      t.equal(started.msg, "edge started", `${what}: a single process, no primary`);
     } else {
-      t.match(started, { msg: "edge primary started", workers: cores, why: /one per core/ }, `--workers auto: ${cores} workers`);
+      t.match(started, { msg: "edge primary started", workers: cores, why: /one per core/ }, `${what}: ${cores} workers`);
       await waitFor(() => edge.primary("worker ready").length === cores, { ...WAIT, what: "every worker ready" });
       t.ok(edge.lines.some((l) => l.level === 40 && /own UDP port/.test(String(l.msg))), "the known cost is logged");
     }

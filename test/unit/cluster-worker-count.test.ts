@@ -1,8 +1,8 @@
 import t from "tap";
 import { DEFAULT_WORKERS, workerCount } from "../../src/cluster/worker-count.js";
 
-t.test("one process by default; auto is one per core", async (t) => {
-  t.equal(DEFAULT_WORKERS, 1);
+t.test("one worker per core by default; 1 is one process", async (t) => {
+  t.equal(DEFAULT_WORKERS, "auto");
   t.same(workerCount(1, 8, { listenerTransports: ["udp", "tcp"], targets: 2 }), { workers: 1, why: "--workers", warnings: [] }, "one process: nothing to warn about");
   t.match(workerCount("auto", 4, { listenerTransports: ["udp"], targets: 1 }), { workers: 4, why: /one per core/, warnings: [] });
   t.equal(workerCount("auto", 1, { listenerTransports: ["udp"], targets: 2 }).workers, 1, "one core: the single-process mode");
