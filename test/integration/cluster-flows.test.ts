@@ -8,7 +8,7 @@
  * the connection when that is the other one. Evidence per worker comes from
  * its debug log lines. Every wait is on an event, with a generous bound.
  */
-import t from "tap";
+import t, { type Test } from "tap";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -117,11 +117,16 @@ function callIdOf(m: string): string | undefined {
   return /\r\nCall-ID: (\S+)/i.exec(m)?.[1];
 }
 
-t.test("with two workers every PBX request to a TCP phone reaches it, whichever worker reads it: none answered 430", async (t) => {
+/**
+ * A fake UDP PBX that records each REGISTER and answers REGISTER and
+ * OPTIONS, and the CLI with two workers in front of it (debug log: the
+ * per-message lines say which worker read what and who handed what over).
+ */
+async function flowsEdge(t: Test, acceptsPath: boolean) {
   const registers = new Map<string, string>();
   const pbx = await UdpPeer.open((text, p, rinfo) => {
     if (text.startsWith("REGISTER ")) registers.set(callIdOf(text)!, text);
-    // REGISTER and OPTIONS answered; the phones' answers to our calls are only recorded.
+    // The phones' answers to our calls are only recorded.
     if (!text.startsWith("SIP/2.0")) pbxBehaviour(text, p, rinfo);
   });
   const port = await freePort();
@@ -130,14 +135,12 @@ t.test("with two workers every PBX request to a TCP phone reaches it, whichever 
   writeFileSync(
     file,
     [
-      // debug: the per-message lines say which worker read what and who handed what over.
       "log: { level: debug }",
       "listen:",
       `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
       `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
       "targets:",
-      // Path only for phones that say they support it; the others' Contacts get an alias.
-      `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: false }`,
+      `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: ${acceptsPath} }`,
       "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
       "",
     ].join("\n"),
@@ -151,6 +154,12 @@ t.test("with two workers every PBX request to a TCP phone reaches it, whichever 
     rmSync(dir, { recursive: true, force: true });
   });
   await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  return { registers, pbx, port, edge, phones };
+}
+
+t.test("with two workers every PBX request to a TCP phone reaches it, whichever worker reads it: none answered 430", async (t) => {
+  // Path only for phones that say they support it; the others' Contacts get an alias.
+  const { registers, pbx, port, edge, phones } = await flowsEdge(t, false);
   t.notOk(edge.lines.some((l) => l.level === 40 && /430/.test(String(l.msg))), "no warning of 430s for stream phones");
 
   // Register every phone; the primary deals the connections round-robin.
@@ -247,36 +256,7 @@ t.test("with two workers every PBX request to a TCP phone reaches it, whichever 
 });
 
 t.test("a phone whose worker died: the PBX's requests for it are answered 430 Flow Failed, whichever worker reads them; the other worker's phones still get theirs", async (t) => {
-  const registers = new Map<string, string>();
-  const pbx = await UdpPeer.open((text, p, rinfo) => {
-    if (text.startsWith("REGISTER ")) registers.set(callIdOf(text)!, text);
-    if (!text.startsWith("SIP/2.0")) pbxBehaviour(text, p, rinfo);
-  });
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "sip-edge-flows-"));
-  const file = join(dir, "edge.yaml");
-  writeFileSync(
-    file,
-    [
-      "log: { level: debug }",
-      "listen:",
-      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
-      `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
-      "targets:",
-      `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: true }`,
-      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
-      "",
-    ].join("\n"),
-  );
-  const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
-  const phones: Phone[] = [];
-  t.teardown(async () => {
-    for (const p of phones) p.sock.destroy();
-    await edge.stop();
-    pbx.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
+  const { registers, pbx, port, edge, phones } = await flowsEdge(t, true);
   const owner = new Map<Phone, number>();
   // Phones until each worker holds one (the primary deals connections round-robin).
   for (let n = 0; n < 20 && new Set(owner.values()).size < 2; n++) {
