@@ -11,25 +11,24 @@ import type { Clock } from "../util/clock.js";
  * offered rate. Two answers, both driven by the queue delay the transport
  * measures (src/transport/queue-delay.ts):
  *
- * - shed: while the delay is at or above `shedAtMs` and the edge's own
- *   event loop was busy (at least BUSY_UTILIZATION of the last interval),
- *   the share of new
- *   requests from phones and carriers answered 503 with Retry-After (RFC
- *   3261 §21.5.4) instead of forwarded rises by SHED_STEP_UP every
- *   `probeIntervalMs`; between `resumeAtMs` and `shedAtMs` it falls by
- *   SHED_STEP_DRIFT per interval, and at or below `resumeAtMs` by
- *   SHED_STEP_DOWN. A
- *   503 is one parse and one small send instead of a call's six more
- *   messages, so the calls already up keep working, and the share settles
- *   where the delay hovers around `shedAtMs`. All-or-nothing shedding did
- *   not (it refused 82 % of calls the edge could have carried), nor did a
- *   share that held between the two thresholds: near saturation the delay
- *   rarely gets under `resumeAtMs`, so the share stuck high
- *   (perf/RESULTS.md, "Overload control"). The busy condition
- *   is there because the delay also grows when other processes take the
- *   CPU: then the edge's own work is small, refusing calls would not
- *   shorten the wait, and measured so it refused calls at 0.17 of a core;
- *   only the timeouts wait;
+ * - shed: a share of the new requests from phones and carriers (methods
+ *   in `shedMethods`) is answered 503 with Retry-After (RFC 3261
+ *   §21.5.4) instead of forwarded. A refused INVITE is one parse and one
+ *   small send instead of a call's six more messages, so the calls
+ *   already up keep working. The share rises by SHED_STEP_UP while the
+ *   delay is at or above `shedAtMs` and the edge's own event loop was busy
+ *   (BUSY_UTILIZATION of the interval), at most once per interval and once
+ *   per measured delay; it drifts down by SHED_STEP_DRIFT per interval
+ *   between `resumeAtMs` and `shedAtMs`, and falls by SHED_STEP_DOWN at or
+ *   below `resumeAtMs`. So it settles where the delay hovers around
+ *   `shedAtMs`. Each part is there because its absence was measured
+ *   (perf/RESULTS.md, "Overload control"): all-or-nothing shedding refused
+ *   82 % of the calls the edge could carry; without the busy condition a
+ *   delay caused by other processes holding the CPU made it refuse calls
+ *   at 0.17 of a core (refusing cannot shorten that wait); a share that
+ *   held between the thresholds stuck high, and one stepping up every
+ *   interval overshot (a step shows in the delay only once the queue ahead
+ *   of it is read);
  * - wait: while the delay is above `resumeAtMs`, a per-request timeout
  *   is not trusted (the answer may be in the queue, unread) and is
  *   re-armed, at most `maxTimeoutDeferrals` times, instead of failing over.
@@ -57,15 +56,6 @@ export interface OverloadOptions {
    */
   shedMethods: ReadonlySet<string>;
 }
-
-export const DEFAULT_OVERLOAD: Readonly<OverloadOptions> = Object.freeze({
-  shedAtMs: 100,
-  resumeAtMs: 20,
-  retryAfterSeconds: 2,
-  maxTimeoutDeferrals: 4,
-  probeIntervalMs: 50,
-  shedMethods: new Set(["INVITE"]),
-});
 
 /** Share of an interval the event loop must have been working for the delay to be the edge's own backlog. */
 export const BUSY_UTILIZATION = 0.85;
