@@ -90,10 +90,9 @@ export class UdpListener {
     if (rinfo.port !== ownPort || normalizeAddress(rinfo.address) !== this.probeAddress) return false;
     const p = decodeProbe(data);
     if (p === undefined) return false;
-    if (p.tag !== this.probeTag || delay === undefined) {
-      this.host.count("queue-probe-foreign");
-      return true;
-    }
+    // Another worker's probe on the shared socket: expected, so it is not
+    // counted among the drops (where it would look like lost traffic).
+    if (p.tag !== this.probeTag || delay === undefined) return true;
     delay.sample(p.stampMs, this.host.clock.now());
     return true;
   }
