@@ -104,11 +104,13 @@ export class OverloadGate {
     this.lastAdjust = clock.now();
   }
 
-  /** Asked for each new request from a phone or carrier: answer it 503 instead of forwarding it? */
+  /**
+   * Asked for each new request from a phone or carrier: answer it 503
+   * instead of forwarding it? Only reads the share: `tick` moves it, once
+   * per probe round, so a request pays no clock read.
+   */
   shed(method: string): boolean {
-    if (this.options.shedAtMs <= 0 || !this.options.shedMethods.has(method)) return false;
-    this.adjust();
-    return this.share > 0 && this.random() < this.share;
+    return this.share > 0 && this.options.shedMethods.has(method) && this.random() < this.share;
   }
 
   /** Asked when a per-request timeout fires: may the answer still be waiting in a queue? */
@@ -117,9 +119,9 @@ export class OverloadGate {
   }
 
   /**
-   * Called after each round of queue probes, so the share also falls (and
-   * the end of shedding is logged when it happens) while no new request
-   * arrives to ask.
+   * Called after each round of queue probes (TransportLayer.onQueueProbe):
+   * the one place the share moves, so it also falls, and the end of
+   * shedding is logged, while no request arrives.
    */
   tick(): void {
     if (this.options.shedAtMs > 0) this.adjust();
@@ -127,7 +129,6 @@ export class OverloadGate {
 
   /** For status: the share shed now, and how far behind the edge is. */
   status(): OverloadStatus {
-    this.tick();
     return { shedding: this.share > 0, shedShare: this.share, queueDelayMs: this.queueDelayMs(), busy: this.lastBusy };
   }
 
@@ -140,9 +141,8 @@ export class OverloadGate {
     const d = this.queueDelayMs();
     const busy = (this.lastBusy = this.utilization());
     const before = this.share;
-    // Up once however long since the last request: the delay now is all
-    // that is known. Down for every interval passed: a quiet edge that was
-    // shedding a minute ago is not behind now.
+    // Up once however many intervals passed (a late timer): the delay now
+    // is all that is known. Down for every interval passed.
     if (d >= o.shedAtMs) {
       // A step up shows in the delay only once the datagrams queued before
       // it are read, about `d` later; stepping again sooner overshoots

@@ -297,11 +297,14 @@ export class Proxy {
     }
     if (dest === undefined) {
       // A new request while the edge is behind: 503 now costs far less than
-      // the call it would start (src/edge/overload.ts). CANCEL and ACK are
-      // never new work, and an in-dialog request belongs to a call already up.
-      if (this.d.overload !== undefined && m.method !== "ACK" && m.method !== "CANCEL" && !hasToTag(m) && this.d.overload.shed(m.method)) {
+      // the call it would start (src/edge/overload.ts). An in-dialog request
+      // belongs to a call already up; ACK and CANCEL are never new work, and
+      // the config refuses them in `shedMethods`. The share is read first:
+      // while nothing is shed, a request pays no To-tag check.
+      const overload = this.d.overload;
+      if (overload?.shed(m.method) === true && !hasToTag(m)) {
         this.d.counters.inc("reject.overload");
-        return this.reply(m, inb, 503, "Overloaded", this.d.overload.retryAfter);
+        return this.reply(m, inb, 503, "Overloaded", overload.retryAfter);
       }
       const decision = this.d.router().route({ message: m, source: inb.source, listener: inb.listener, fromTarget });
       if (decision.action === "reject") return this.reply(m, inb, decision.status, decision.reason);

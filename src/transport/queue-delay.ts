@@ -43,27 +43,20 @@ export function decodeProbe(data: Buffer): { tag: number; stampMs: number } | un
  */
 export class DelayEstimate {
   private lastDelayMs = 0;
-  private lastSampleAt: number;
+  /** When the last probe came back; meaningful once one has (`seen`). */
+  private lastSampleAt = 0;
   private seen = false;
 
   constructor(
-    now: number,
     private readonly staleAfterMs: number,
     private readonly silenceCounts: boolean,
-  ) {
-    this.lastSampleAt = now;
-  }
+  ) {}
 
   sample(stampMs: number, now: number): void {
     // A stamp from the future (a clock the test moved back) is no wait at all.
     this.lastDelayMs = Math.max(0, now - stampMs);
     this.lastSampleAt = now;
     this.seen = true;
-  }
-
-  /** Has any probe come back? */
-  get working(): boolean {
-    return this.seen;
   }
 
   /** The wait a datagram read now has had, in ms (0 when the queue is empty). */

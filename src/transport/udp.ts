@@ -53,24 +53,25 @@ export class UdpListener {
     privateSocket = false,
   ) {
     const type = family === 6 ? "udp6" : "udp4";
-    const mapped = family === 6;
-    const onMessage = (data: Buffer, rinfo: RemoteInfo): void => {
-      host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
-    };
-    // A probe is tested for by its length and first byte before anything
-    // else: one compare on every datagram that is not one.
     this.socket = createSocket({ type, lookup: literalLookup });
-    this.socket.on("message", (data: Buffer, rinfo: RemoteInfo): void => {
-      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(this.sharedDelay, this.bound?.port, data, rinfo)) return;
-      onMessage(data, rinfo);
-    });
+    this.socket.on("message", this.receiver(false));
     if (privateSocket) {
       this.privateSocket = createSocket({ type, lookup: literalLookup });
-      this.privateSocket.on("message", (data: Buffer, rinfo: RemoteInfo): void => {
-        if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(this.privateDelay, this.privatePort, data, rinfo)) return;
-        onMessage(data, rinfo);
-      });
+      this.privateSocket.on("message", this.receiver(true));
     }
+  }
+
+  /**
+   * The message handler of one socket. A probe is tested for by its length
+   * and first byte before anything else: one compare on every datagram
+   * that is not one.
+   */
+  private receiver(isPrivate: boolean): (data: Buffer, rinfo: RemoteInfo) => void {
+    const mapped = this.family === 6;
+    return (data, rinfo) => {
+      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(isPrivate, data, rinfo)) return;
+      this.host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
+    };
   }
 
   /** Where a socket of this listener sends its probes: itself (loopback for a wildcard address). */
@@ -86,8 +87,9 @@ export class UdpListener {
    * is dropped, and anything else that merely looks like one goes on to
    * the parser like any datagram.
    */
-  private takeProbe(delay: DelayEstimate | undefined, ownPort: number | undefined, data: Buffer, rinfo: RemoteInfo): boolean {
-    if (rinfo.port !== ownPort || normalizeAddress(rinfo.address) !== this.probeAddress) return false;
+  private takeProbe(isPrivate: boolean, data: Buffer, rinfo: RemoteInfo): boolean {
+    if (rinfo.port !== (isPrivate ? this.privatePort : this.bound?.port) || normalizeAddress(rinfo.address) !== this.probeAddress) return false;
+    const delay = isPrivate ? this.privateDelay : this.sharedDelay;
     const p = decodeProbe(data);
     if (p === undefined) return false;
     // Another worker's probe on the shared socket: expected, so it is not
@@ -106,10 +108,10 @@ export class UdpListener {
     if (this.closed || this.bound === undefined) return;
     const now = this.host.clock.now();
     // The shared socket's silence counts only when no other process reads it (no private socket: not a cluster worker).
-    this.sharedDelay ??= new DelayEstimate(now, staleAfterMs, this.privateSocket === undefined);
+    this.sharedDelay ??= new DelayEstimate(staleAfterMs, this.privateSocket === undefined);
     this.sendProbe(this.socket, this.bound.port, now);
     if (this.privateSocket !== undefined && this.privatePort !== undefined) {
-      this.privateDelay ??= new DelayEstimate(now, staleAfterMs, true);
+      this.privateDelay ??= new DelayEstimate(staleAfterMs, true);
       this.sendProbe(this.privateSocket, this.privatePort, now);
     }
   }
