@@ -10,11 +10,11 @@
  * the proxy answers 430 Flow Failed on (RFC 5626 §5.3).
  */
 import type { Logger } from "pino";
-import { TimeoutQueue, type QueuedTimeout } from "../edge/timeout-queue.js";
 import { ownerOf } from "../transport/flow-id.js";
 import type { Endpoint, RemoteFlows, SendOptions, TransportErrorCode } from "../transport/types.js";
 import type { Clock } from "../util/clock.js";
 import type { CounterCell, Counters } from "../util/counters.js";
+import { Awaiting } from "./awaiting.js";
 import type { FlowFailure, FlowHandOver, ToPrimary } from "./messages.js";
 
 /**
@@ -27,11 +27,6 @@ export const REPORT_WITHIN_MS = 2000;
 export const MAX_PENDING = 10_000;
 
 type OnFailure = (code: TransportErrorCode, reason: string) => void;
-
-interface Pending {
-  readonly onFailure: OnFailure;
-  readonly timeout: QueuedTimeout<number>;
-}
 
 /** What the owner's side needs of the transport layer. */
 export interface FlowSender {
@@ -51,11 +46,9 @@ export interface FlowRelayOptions {
 }
 
 export class FlowRelay implements RemoteFlows {
-  private readonly pending = new Map<number, Pending>();
-  private readonly timeouts: TimeoutQueue<number>;
-  private readonly maxPending: number;
+  /** Hand-overs waiting for a possible failure report; silence until the bound means written. */
+  private readonly pending: Awaiting<OnFailure>;
   private readonly selfTag: string;
-  private nextRef = 0;
   private transport: FlowSender | undefined;
   private logger: Logger | undefined;
   private debug = false;
@@ -64,8 +57,7 @@ export class FlowRelay implements RemoteFlows {
 
   constructor(private readonly o: FlowRelayOptions) {
     this.selfTag = String(o.self);
-    this.maxPending = o.maxPending ?? MAX_PENDING;
-    this.timeouts = new TimeoutQueue(o.clock, o.reportWithinMs ?? REPORT_WITHIN_MS, (ref) => this.pending.delete(ref));
+    this.pending = new Awaiting(o.clock, o.reportWithinMs ?? REPORT_WITHIN_MS, o.maxPending ?? MAX_PENDING, () => {});
     this.out = o.counters.cell("flow.handover.out");
     this.in = o.counters.cell("flow.handover.in");
   }
@@ -90,7 +82,7 @@ export class FlowRelay implements RemoteFlows {
       this.failNow(onFailure, "flow-gone", `no worker is tagged ${owner}`);
       return;
     }
-    const ref = ++this.nextRef;
+    const ref = this.pending.nextRef();
     // A string goes on a socket as UTF-8: the same bytes, as latin1 text.
     const text = typeof data === "string" ? Buffer.from(data, "utf8").toString("latin1") : data.toString("latin1");
     if (!this.o.send({ kind: "flow-handover", owner: ownerId, ref, flowId, dest, data: text })) {
@@ -98,30 +90,26 @@ export class FlowRelay implements RemoteFlows {
       return;
     }
     this.out.value++;
-    if (this.pending.size >= this.maxPending) {
+    if (this.pending.full) {
       // The oldest is almost surely written by now; it only loses the
       // chance to hear of a failure.
-      const [oldRef, old] = this.pending.entries().next().value as [number, Pending];
-      this.timeouts.cancel(old.timeout);
-      this.pending.delete(oldRef);
+      this.pending.dropOldest();
       this.o.counters.inc("flow.handover.out.untracked");
     }
-    this.pending.set(ref, { onFailure, timeout: this.timeouts.add(ref) });
+    this.pending.wait(ref, onFailure);
     if (this.debug) this.logger!.debug({ owner: ownerId, flowId, ref }, "flow handed over");
   }
 
   /** The owner (or the primary, for an owner that is gone) says a hand-over of ours failed. */
   failed(f: FlowFailure): void {
-    const p = this.pending.get(f.ref);
-    if (p === undefined) {
+    const onFailure = this.pending.take(f.ref);
+    if (onFailure === undefined) {
       this.o.counters.inc("flow.handover.out.late-report");
       return;
     }
-    this.pending.delete(f.ref);
-    this.timeouts.cancel(p.timeout);
     this.o.counters.inc(`flow.handover.out.failed.${f.code}`);
     if (this.debug) this.logger!.debug({ ref: f.ref, code: f.code, reason: f.reason }, "flow hand-over failed");
-    p.onFailure(f.code, f.reason);
+    onFailure(f.code, f.reason);
   }
 
   // ---- the owner's side ----------------------------------------------------------------

@@ -6,8 +6,8 @@
  * bound with what has come in by then. A worker that exits meanwhile is
  * not waited for, and the question of one that exits is dropped.
  */
-import { TimeoutQueue, type QueuedTimeout } from "../edge/timeout-queue.js";
 import type { Clock } from "../util/clock.js";
+import { Awaiting } from "./awaiting.js";
 import type { ToWorker, TxnClaim, TxnStampWire } from "./messages.js";
 import { precedes } from "./txn-owner.js";
 
@@ -32,7 +32,6 @@ interface Open {
   /** Workers asked and not heard from yet. */
   readonly waiting: Set<number>;
   best: TxnClaim | undefined;
-  readonly timeout: QueuedTimeout<number>;
 }
 
 export interface TxnFanOutOptions {
@@ -42,14 +41,11 @@ export interface TxnFanOutOptions {
 }
 
 export class TxnFanOut {
-  private readonly open = new Map<number, Open>();
-  private readonly timeouts: TimeoutQueue<number>;
-  private readonly maxOpen: number;
-  private nextRef = 0;
+  private readonly open: Awaiting<Open>;
 
   constructor(o: TxnFanOutOptions) {
-    this.maxOpen = o.maxOpen ?? MAX_OPEN;
-    this.timeouts = new TimeoutQueue(o.clock, o.claimsWithinMs ?? CLAIMS_WITHIN_MS, (ref) => this.finish(ref));
+    // At the bound the asker gets what has come in by then.
+    this.open = new Awaiting(o.clock, o.claimsWithinMs ?? CLAIMS_WITHIN_MS, o.maxOpen ?? MAX_OPEN, (q) => answer(q));
   }
 
   /** Questions waiting for claims. */
@@ -59,17 +55,17 @@ export class TxnFanOut {
 
   /** `asker` asks about `key` (its `ref`); `others` are the workers to ask, the asker not among them. */
   ask(asker: TxnWorker, ref: number, key: string, others: readonly TxnWorker[]): void {
-    if (others.length === 0 || this.open.size >= this.maxOpen) {
+    if (others.length === 0 || this.open.full) {
       asker.send({ kind: "txn-owner", ref, owner: undefined });
       return;
     }
-    const qref = ++this.nextRef;
+    const qref = this.open.nextRef();
     const waiting = new Set<number>();
     for (const w of others) {
       waiting.add(w.id);
       w.send({ kind: "txn-ask", ref: qref, key });
     }
-    this.open.set(qref, { asker, askerRef: ref, waiting, best: undefined, timeout: this.timeouts.add(qref) });
+    this.open.wait(qref, { asker, askerRef: ref, waiting, best: undefined });
   }
 
   /** Worker `from` answers question `ref`: its stamp, or none. A claim not asked for (late, twice, wrong worker) is ignored. */
@@ -86,21 +82,18 @@ export class TxnFanOut {
 
   /** Worker `id` has exited: its questions are dropped, and no question waits for it any more. */
   exited(id: number): void {
-    for (const [ref, q] of this.open) {
-      if (q.asker.id === id) {
-        this.open.delete(ref);
-        this.timeouts.cancel(q.timeout);
-      } else if (q.waiting.delete(id) && q.waiting.size === 0) {
-        this.finish(ref);
-      }
-    }
+    this.open.forEach((q, ref) => {
+      if (q.asker.id === id) this.open.take(ref);
+      else if (q.waiting.delete(id) && q.waiting.size === 0) this.finish(ref);
+    });
   }
 
   private finish(ref: number): void {
-    const q = this.open.get(ref);
-    if (q === undefined) return;
-    this.open.delete(ref);
-    this.timeouts.cancel(q.timeout);
-    q.asker.send({ kind: "txn-owner", ref: q.askerRef, owner: q.best });
+    const q = this.open.take(ref);
+    if (q !== undefined) answer(q);
   }
+}
+
+function answer(q: Open): void {
+  q.asker.send({ kind: "txn-owner", ref: q.askerRef, owner: q.best });
 }

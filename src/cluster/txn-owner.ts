@@ -14,9 +14,9 @@
  * over itself if the target really is silent.
  */
 import type { TxnPeers, TxnStamp } from "../edge/proxy.js";
-import { TimeoutQueue, type QueuedTimeout } from "../edge/timeout-queue.js";
 import type { Clock } from "../util/clock.js";
 import type { Counters } from "../util/counters.js";
+import { Awaiting } from "./awaiting.js";
 import { MAX_TXN_KEY, type ToPrimary, type TxnClaim } from "./messages.js";
 
 /**
@@ -59,7 +59,6 @@ export function hostClockMs(): number {
 interface Question {
   readonly mine: TxnClaim;
   readonly done: (yieldToPeer: boolean) => void;
-  readonly timeout: QueuedTimeout<number>;
 }
 
 export interface TxnOwnershipOptions {
@@ -76,17 +75,16 @@ export interface TxnOwnershipOptions {
 }
 
 export class TxnOwnership implements TxnPeers {
-  private readonly questions = new Map<number, Question>();
-  private readonly timeouts: TimeoutQueue<number>;
-  private readonly maxQuestions: number;
+  private readonly questions: Awaiting<Question>;
   private readonly stampNow: () => number;
-  private nextRef = 0;
   private lookup: ((key: string) => TxnStamp | undefined) | undefined;
 
   constructor(private readonly o: TxnOwnershipOptions) {
-    this.maxQuestions = o.maxQuestions ?? MAX_QUESTIONS;
     this.stampNow = o.stamp ?? hostClockMs;
-    this.timeouts = new TimeoutQueue(o.clock, o.answerWithinMs ?? ANSWER_WITHIN_MS, (ref) => this.unanswered(ref));
+    this.questions = new Awaiting(o.clock, o.answerWithinMs ?? ANSWER_WITHIN_MS, o.maxQuestions ?? MAX_QUESTIONS, (q) => {
+      this.o.counters.inc("failover.owner-query.unanswered");
+      q.done(false);
+    });
   }
 
   /** The edge is up: other workers' questions are answered from its soft state from now on. */
@@ -112,12 +110,12 @@ export class TxnOwnership implements TxnPeers {
       done(false);
       return;
     }
-    if (this.questions.size >= this.maxQuestions) {
+    if (this.questions.full) {
       this.o.counters.inc("failover.owner-query.too-many");
       done(false);
       return;
     }
-    const ref = ++this.nextRef;
+    const ref = this.questions.nextRef();
     if (!this.o.send({ kind: "txn-ask", ref, key })) {
       // The primary is gone: nobody can say, and the timeout must not be lost.
       this.o.counters.inc("failover.owner-query.no-primary");
@@ -125,28 +123,18 @@ export class TxnOwnership implements TxnPeers {
       return;
     }
     this.o.counters.inc("failover.owner-query.asked");
-    this.questions.set(ref, { mine: { worker: this.o.self, firstAt: mine.firstAt, heard: mine.heard }, done, timeout: this.timeouts.add(ref) });
+    this.questions.wait(ref, { mine: { worker: this.o.self, firstAt: mine.firstAt, heard: mine.heard }, done });
   }
 
   /** The primary's answer to one of our questions: the first other worker holding it, or none. */
   answered(ref: number, owner: TxnClaim | undefined): void {
-    const q = this.questions.get(ref);
+    const q = this.questions.take(ref);
     if (q === undefined) {
       // Given up on already (the bound): its timeout has failed over.
       this.o.counters.inc("failover.owner-query.late-answer");
       return;
     }
-    this.questions.delete(ref);
-    this.timeouts.cancel(q.timeout);
     q.done(owner !== undefined && owner.worker !== this.o.self && precedes(owner, q.mine));
-  }
-
-  private unanswered(ref: number): void {
-    const q = this.questions.get(ref);
-    if (q === undefined) return;
-    this.questions.delete(ref);
-    this.o.counters.inc("failover.owner-query.unanswered");
-    q.done(false);
   }
 
   // ---- the answering side -----------------------------------------------------------
