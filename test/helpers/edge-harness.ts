@@ -92,6 +92,16 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
 export const PHONE: Endpoint = { transport: "udp", address: "198.51.100.7", port: 5062 };
 export const MAIN: Endpoint = { transport: "udp", address: "10.0.0.1", port: 5070 };
 
+/** The Via lines of a message as sent, top first. */
+export function viasOf(data: string): string[] {
+  return data.split("\r\n").filter((l) => l.startsWith("Via:"));
+}
+
+/** The branch of a sent message's top Via (ours, on a forwarded request). */
+export function branchOf(data: string): string {
+  return /^Via: [^;]+;branch=([^;]+)/.exec(viasOf(data)[0]!)![1]!;
+}
+
 /** Joins lines with CRLF and appends the empty line (and body). */
 export function sip(lines: string[], body = ""): string {
   return lines.join("\r\n") + "\r\n\r\n" + body;

@@ -7,7 +7,7 @@
 import t from "tap";
 import type { TargetOutcome } from "../../src/edge/proxy.js";
 import type { Target } from "../../src/edge/targets.js";
-import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
+import { MAIN, PHONE, branchOf, makeEdge, sip, viasOf } from "../helpers/edge-harness.js";
 
 const STANDBY = { transport: "udp", address: "10.0.0.2", port: 5080 } as const;
 
@@ -21,14 +21,6 @@ const INVITE = sip([
   "CSeq: 1 INVITE",
   "Content-Length: 0",
 ]);
-
-function viasOf(data: string): string[] {
-  return data.split("\r\n").filter((l) => l.startsWith("Via:"));
-}
-
-function branchOf(data: string): string {
-  return /^Via: [^;]+;branch=([^;]+)/.exec(viasOf(data)[0]!)![1]!;
-}
 
 function response(status: string, forwarded: string, toTag = "t9", method = "INVITE"): string {
   return sip([

@@ -9,7 +9,7 @@ import t from "tap";
 import type { OverloadGate } from "../../src/edge/overload.js";
 import type { TargetOutcome, TxnPeers, TxnStamp } from "../../src/edge/proxy.js";
 import { makeTarget, type Target } from "../../src/edge/targets.js";
-import { MAIN, PHONE, makeEdge, sip } from "../helpers/edge-harness.js";
+import { MAIN, PHONE, branchOf, makeEdge, sip, viasOf } from "../helpers/edge-harness.js";
 
 const STANDBY = { transport: "udp", address: "10.0.0.2", port: 5080 } as const;
 const THIRD = { transport: "udp", address: "10.0.0.3", port: 5090 } as const;
@@ -26,16 +26,17 @@ const INVITE = sip([
   "Content-Length: 0",
 ]);
 
-function viasOf(data: string): string[] {
-  return data.split("\r\n").filter((l) => l.startsWith("Via:"));
-}
-
-function branchOf(data: string): string {
-  return /^Via: [^;]+;branch=([^;]+)/.exec(viasOf(data)[0]!)![1]!;
-}
-
 function response(status: string, forwarded: string): string {
   return sip([`SIP/2.0 ${status}`, ...viasOf(forwarded), "From: <sip:1001@edge.example.com>;tag=f1", "To: <sip:2001@edge.example.com>;tag=t9", "Call-ID: tp-call-1", "CSeq: 1 INVITE", "Content-Length: 0"]);
+}
+
+/** Main, Standby and a third target, so a failover still has a candidate left. */
+function threeTargets(): Target[] {
+  return [
+    makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
+    makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true }),
+    makeTarget({ name: "third", uri: "sip:10.0.0.3:5090", priority: 3, acceptsPath: true }),
+  ];
 }
 
 interface Question {
@@ -97,12 +98,7 @@ t.test("another worker forwarded it first: the timeout yields, nothing is sent, 
 });
 
 t.test("no other worker owns it: the Standby attempt as before, the next timeout asks again", async (t) => {
-  const targets = [
-    makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
-    makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true }),
-    makeTarget({ name: "third", uri: "sip:10.0.0.3:5090", priority: 3, acceptsPath: true }),
-  ];
-  const e = setup({ targets });
+  const e = setup({ targets: threeTargets() });
   e.deliver(INVITE, PHONE);
   const first = e.transport.take();
   e.clock.advance(1000);
@@ -183,12 +179,7 @@ t.test("the transaction moved on while the question was out: the answer does not
     t.equal(e.peers.questions.length, 1);
   });
   await t.test("health sent it to the next target", async (t) => {
-    const targets = [
-      makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }),
-      makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true }),
-      makeTarget({ name: "third", uri: "sip:10.0.0.3:5090", priority: 3, acceptsPath: true }),
-    ];
-    const e = setup({ targets });
+    const e = setup({ targets: threeTargets() });
     e.deliver(INVITE, PHONE);
     e.transport.take();
     e.clock.advance(1000);
