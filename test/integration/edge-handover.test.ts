@@ -8,24 +8,11 @@
  */
 import t from "tap";
 import { FlowTokenCodec } from "../../src/edge/flow-token.js";
-import type { Endpoint, RemoteFlows, TransportErrorCode } from "../../src/transport/types.js";
+import type { Endpoint } from "../../src/transport/types.js";
 import { UdpPeer, portOf, startEdge } from "../helpers/edge-live.js";
+import { FakeRemote } from "../helpers/fake-remote-flows.js";
 import { waitFor } from "../helpers/wait.js";
 
-interface HandedOver {
-  owner: string;
-  flowId: string;
-  dest: Endpoint;
-  data: string;
-  fail: (code: TransportErrorCode, reason: string) => void;
-}
-
-class FakeRemote implements RemoteFlows {
-  readonly got: HandedOver[] = [];
-  send(owner: string, flowId: string, dest: Endpoint, data: Buffer | string, onFailure: (code: TransportErrorCode, reason: string) => void): void {
-    this.got.push({ owner, flowId, dest, data: data.toString(), fail: onFailure });
-  }
-}
 
 // startEdge's flow-token key.
 const tokens = new FlowTokenCodec(Buffer.alloc(32, 9));

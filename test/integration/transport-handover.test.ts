@@ -11,27 +11,14 @@ import { once } from "node:events";
 import { FakeClock } from "../../src/util/clock.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { TransportLayer, type TransportLayerOptions } from "../../src/transport/layer.js";
-import type { Endpoint, InboundMessage, RemoteFlows, TransportError, TransportErrorCode } from "../../src/transport/types.js";
+import type { Endpoint, InboundMessage, TransportError } from "../../src/transport/types.js";
+import { FakeRemote } from "../helpers/fake-remote-flows.js";
 import { waitFor } from "../helpers/wait.js";
 
 const LIMITS = TEST_LIMITS;
 const MSG = "OPTIONS sip:edge@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 const DEST: Endpoint = { transport: "tcp", address: "127.0.0.1", port: 40000 };
 
-interface HandedOver {
-  owner: string;
-  flowId: string;
-  dest: Endpoint;
-  data: string;
-  fail: (code: TransportErrorCode, reason: string) => void;
-}
-
-class FakeRemote implements RemoteFlows {
-  readonly got: HandedOver[] = [];
-  send(owner: string, flowId: string, dest: Endpoint, data: Buffer | string, onFailure: (code: TransportErrorCode, reason: string) => void): void {
-    this.got.push({ owner, flowId, dest, data: data.toString(), fail: onFailure });
-  }
-}
 
 async function layer(t: Test, extra: Partial<TransportLayerOptions>) {
   const l = new TransportLayer({ listeners: [{ transport: "tcp", address: "127.0.0.1", port: 0 }], limits: LIMITS, clock: new FakeClock(), logger: silentLogger, ...extra });
