@@ -51,6 +51,19 @@ export class EdgeProcess {
     return waitFor(() => this.lines.find(pred), { ...WAIT, what });
   }
 
+  /**
+   * Waits until `n` workers are ready (the primary says so) and have logged
+   * their own "edge started" line, which may come in after the primary's;
+   * returns those lines (listeners, private UDP ports).
+   */
+  async workersStarted(n: number): Promise<LogLine[]> {
+    await waitFor(() => this.primary("worker ready").length >= n, { ...WAIT, what: `${n} workers ready` });
+    return waitFor(() => {
+      const ls = this.lines.filter((l) => l.msg === "edge started" && typeof l.worker === "number");
+      return ls.length >= n && ls;
+    }, { ...WAIT, what: `${n} workers' start lines` });
+  }
+
   /** pid of a worker, from its own log lines. */
   pidOf(worker: number): number | undefined {
     return this.lines.find((l) => l.worker === worker && l.role === undefined && typeof l.pid === "number")?.pid;

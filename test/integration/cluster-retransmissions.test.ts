@@ -98,11 +98,7 @@ t.test("with two workers a retransmission forwarded by the other worker is never
     standby.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
-  const started = await waitFor(() => {
-    const ls = edge.lines.filter((l) => l.msg === "edge started" && typeof l.worker === "number");
-    return ls.length >= 2 && ls;
-  }, { ...WAIT, what: "both workers' start lines" });
+  const started = await edge.workersStarted(2);
   const workerAt = new Map<number, number>();
   for (const l of started) workerAt.set(Object.values(l.privateUdpPorts as Record<string, number>)[0]!, l.worker!);
 

@@ -264,12 +264,7 @@ t.test("with two workers every answer reaches the worker that forwarded the requ
     standby.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
-  // A worker's own log line may come in after the primary's "worker ready".
-  const started = await waitFor(() => {
-    const ls = edge.lines.filter((l) => l.msg === "edge started" && typeof l.worker === "number");
-    return ls.length >= 2 && ls;
-  }, { ...WAIT, what: "both workers' start lines" });
+  const started = await edge.workersStarted(2);
   const privatePorts = started.map((l) => Object.values(l.privateUdpPorts as Record<string, number>)[0]!);
   t.equal(new Set(privatePorts).size, 2, `each worker has its own UDP port (${privatePorts.join(", ")})`);
   t.notOk(privatePorts.includes(port), "neither is the shared port");
