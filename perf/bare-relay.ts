@@ -1,9 +1,10 @@
 /**
  * The floor of Node's UDP path on this machine: a relay that does no SIP
  * work at all, under the same SIPp phone and PBX as the load runs (a
- * benchmark, not a test).
+ * benchmark, not a test). --native relays on the edge's native socket
+ * (src/transport/native-udp.ts) instead of dgram.
  *
- *   npm run build && node dist/perf/bare-relay.js [--rate 2000] [--seconds 10] [--callback] [--literal-lookup]
+ *   npm run build && node dist/perf/bare-relay.js [--rate 2000] [--seconds 10] [--callback] [--literal-lookup] [--native]
  *
  * The relay (this file, started again as a child with --serve) has one
  * dgram socket like the edge's UDP listener: a datagram from the phone goes
@@ -15,6 +16,7 @@
  * Loopback only; every process is stopped by PID; bounded in time.
  */
 import { createSocket } from "node:dgram";
+import { NativeUdpSocket, nativeUdp } from "../src/transport/native-udp.js";
 import { fileURLToPath } from "node:url";
 import { freePort, isBound, startSipp } from "../test/helpers/sipp.js";
 import { startChild } from "./lib/child.js";
@@ -23,6 +25,34 @@ import { machineInfo, startRun } from "./lib/run.js";
 import { LOAD_BUFF_SIZE, settle, stepTimeoutS } from "./lib/steps.js";
 
 const HOST = "127.0.0.1";
+
+/** The same relay on the edge's native socket (src/transport/native-udp.ts). */
+function serveNative(port: number, pbxPort: number): void {
+  const { binding, error } = nativeUdp();
+  if (binding === undefined) throw new Error(error);
+  let phonePort = 0;
+  let relayed = 0;
+  let failed = 0;
+  const socket: NativeUdpSocket = new NativeUdpSocket(binding, 4, (data, _address, from) => {
+    let to: number;
+    if (from === pbxPort) {
+      if (phonePort === 0) return;
+      to = phonePort;
+    } else {
+      phonePort = from;
+      to = pbxPort;
+    }
+    relayed++;
+    if (socket.send(data, to, HOST) !== 0) failed++;
+  }, () => failed++);
+  socket.bind(HOST, port, 0, LOAD_BUFF_SIZE);
+  process.on("SIGUSR1", () => process.stdout.write(`relayed ${relayed}\n`));
+  process.on("SIGTERM", () => {
+    if (failed > 0) process.stderr.write(`${failed} sends or reads failed\n`);
+    socket.close();
+    process.exit(0);
+  });
+}
 
 function serve(port: number, pbxPort: number, withCallback: boolean, literalLookup: boolean): void {
   const socket = literalLookup
@@ -61,16 +91,18 @@ async function main(): Promise<void> {
     const i = args.indexOf(name);
     return i >= 0 ? Number(args[i + 1]) : dflt;
   };
+  if (args[0] === "--serve" && args.includes("--native")) return serveNative(Number(args[1]), Number(args[2]));
   if (args[0] === "--serve") return serve(Number(args[1]), Number(args[2]), args.includes("--callback"), args.includes("--literal-lookup"));
   const rate = arg("--rate", 2000);
   const seconds = arg("--seconds", 10);
   const withCallback = args.includes("--callback");
   const literal = args.includes("--literal-lookup");
+  const native = args.includes("--native");
   const run = await startRun(120 + 2 * stepTimeoutS(seconds));
   try {
     const port = await freePort(HOST);
     const self = fileURLToPath(import.meta.url);
-    const relay = startChild("bare-relay", process.execPath, [self, "--serve", String(port), String(run.pbxs.main), ...(withCallback ? ["--callback"] : []), ...(literal ? ["--literal-lookup"] : [])]);
+    const relay = startChild("bare-relay", process.execPath, [self, "--serve", String(port), String(run.pbxs.main), ...(withCallback ? ["--callback"] : []), ...(literal ? ["--literal-lookup"] : []), ...(native ? ["--native"] : [])]);
     const deadline = Date.now() + 10_000;
     while (!isBound("udp", HOST, port)) {
       if (Date.now() > deadline || relay.exited) throw new Error(`relay not listening:\n${relay.output}`);
@@ -98,7 +130,7 @@ async function main(): Promise<void> {
     const cpuS = sampleTree(relay.pid, false).cpuS - cpu0;
     const relayed = (await count()) - n0;
     await relay.stop();
-    console.log(`# bare Node UDP relay, send ${withCallback ? "with" : "without"} callback, ${literal ? "literal" : "default"} lookup; ${machineInfo()}`);
+    console.log(`# bare Node UDP relay, ${native ? "native socket (recvmmsg, sendto)" : "dgram"}, send ${withCallback ? "with" : "without"} callback, ${literal ? "literal" : "default"} lookup; ${machineInfo()}`);
     console.log(`calls ${r.successful} ok, ${r.failed} failed at ${rate}/s; datagrams relayed ${relayed} (${(relayed / Math.max(1, r.successful)).toFixed(2)} per call)`);
     console.log(`relay CPU: ${((cpuS * 1e6) / relayed).toFixed(2)} µs per relayed datagram (receive + send), ${((cpuS * 1e6) / Math.max(1, r.successful)).toFixed(1)} µs per call`);
   } finally {

@@ -19,7 +19,9 @@ import { CarrierBreakers, callOutcome } from "./rules/carrier-breakers.js";
 import { RULES_FILE, rulesFilesIn } from "./rules/load.js";
 import { RulesStore } from "./rules/store.js";
 import { SipResolver, nodeDnsBackend } from "./transport/dns.js";
+import { nativeUdp } from "./transport/native-udp.js";
 import type { RemoteFlows } from "./transport/types.js";
+import type { UdpIo } from "./transport/udp.js";
 import { systemClock, type Clock } from "./util/clock.js";
 import type { Counters } from "./util/counters.js";
 import { createLogger } from "./util/logger.js";
@@ -29,6 +31,20 @@ export function loadDeviceTable(file: string): { ok: true; table: DeviceTable } 
   const r = loadYamlFile(file, deviceTableSchema);
   if (!r.ok) return { ok: false, errors: r.errors.map(formatConfigError) };
   return { ok: true, table: compileDeviceTable(r.value) };
+}
+
+/**
+ * Which UDP I/O the config asks for and this machine has. `native` without
+ * the addon refuses to start (the operator asked for it by name); `auto`
+ * falls back to dgram and says why once.
+ */
+export function udpIo(io: EdgeConfig["udp"]["io"], group: number, logger: Logger): UdpIo {
+  if (io === "dgram") return { kind: "dgram" };
+  const { binding, error } = nativeUdp();
+  if (binding !== undefined) return { kind: "native", group };
+  if (io === "native") throw new ConfigRefused([`udp.io is native, but the native UDP socket cannot be loaded: ${error}`]);
+  logger.warn({ reason: error }, "udp.io auto: the native UDP socket is not available, using dgram");
+  return { kind: "dgram" };
 }
 
 /** Maps the YAML config onto the edge's options (all validation already done by the schema). */
@@ -155,6 +171,8 @@ export interface RunOptions {
   logBindings?: Record<string, unknown>;
   /** A cluster worker: requests towards targets leave from a UDP port of its own (EdgeOptions.udpPrivateSockets). */
   udpPrivateSockets?: boolean;
+  /** A cluster worker: how many workers share each UDP port (UdpIo.group, with the native socket). */
+  udpGroup?: number;
   /** A cluster worker: flow ids tagged with its id, other workers' flows reached through `remoteFlows` (EdgeOptions). */
   flowOwner?: string;
   remoteFlows?: RemoteFlows;
@@ -177,6 +195,7 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
   const dns = dnsResolver(config, clock, logger);
   const eo = edgeOptions(config, dt.table, flowKey, clock, logger, dns.resolver);
   if (opts.udpPrivateSockets === true) eo.udpPrivateSockets = true;
+  eo.udpIo = udpIo(config.udp.io, opts.udpGroup ?? 0, logger);
   if (opts.flowOwner !== undefined) eo.flowOwner = opts.flowOwner;
   if (opts.remoteFlows !== undefined) eo.remoteFlows = opts.remoteFlows;
   if (opts.txnPeers !== undefined) eo.txnPeers = opts.txnPeers;

@@ -223,3 +223,6 @@ export function toWorker(v: unknown): ToWorker | undefined {
       return undefined;
   }
 }
+
+/** The environment variable that tells a worker how many workers there are (the size of its UDP SO_REUSEPORT group). */
+export const WORKERS_ENV = "SIP_EDGE_WORKERS";

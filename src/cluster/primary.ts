@@ -1,15 +1,19 @@
 /**
  * The primary of a multi-worker edge (DESIGN.md §2.9): `node:cluster`
  * wiring and signals around the Supervisor. It serves no SIP itself; the
- * workers share the UDP and TCP listeners through it.
+ * workers share the TCP listeners through it, and the UDP ones too unless
+ * they use the native socket, where each worker binds its own on the port
+ * (SO_REUSEPORT, src/transport/udp.ts).
  */
 import cluster, { type Worker } from "node:cluster";
+import { createSocket } from "node:dgram";
 import { availableParallelism } from "node:os";
 import { formatConfigError, loadConfig, obtainFlowKey, reloadConfig, type EdgeConfig } from "../config/index.js";
 import { loadDeviceTable } from "../main.js";
+import { nativeUdp } from "../transport/native-udp.js";
 import { systemClock } from "../util/clock.js";
 import { createLogger, type Logger } from "../util/logger.js";
-import type { ToWorker } from "./messages.js";
+import { WORKERS_ENV, type ToWorker } from "./messages.js";
 import { ProbeLog } from "./probe-log.js";
 import { Supervisor, type WorkerPort } from "./supervisor.js";
 
@@ -52,6 +56,28 @@ function loadOrExit(configPath: string): EdgeConfig {
   return r.value;
 }
 
+/**
+ * With the native socket each worker joins an SO_REUSEPORT group on the
+ * UDP port, which would also let it join a group another edge (a second
+ * start by mistake) already holds and split the traffic with it silently.
+ * A plain bind first, closed again at once, fails instead while anyone
+ * holds the port, as a one-process edge's bind does.
+ */
+async function udpPortsFree(config: EdgeConfig): Promise<string | undefined> {
+  if (config.udp.io === "dgram" || nativeUdp().binding === undefined) return undefined;
+  for (const l of config.listen) {
+    if (l.transport !== "udp" || l.port === 0) continue;
+    const s = createSocket(l.address.includes(":") ? "udp6" : "udp4");
+    const err = await new Promise<Error | undefined>((resolve) => {
+      s.once("error", resolve);
+      s.bind({ address: l.address, port: l.port, exclusive: true }, () => resolve(undefined));
+    });
+    s.close();
+    if (err !== undefined) return `udp listener ${l.address}:${l.port}: ${err.message}`;
+  }
+  return undefined;
+}
+
 function portOf(w: Worker, log: Logger): WorkerPort {
   return {
     id: w.id,
@@ -81,7 +107,8 @@ export function startPrimary(o: PrimaryOptions): void {
     startTimeoutMs: START_TIMEOUT_MS,
     killAfterMs: KILL_AFTER_MS,
     fork: () => {
-      const w = cluster.fork();
+      // The workers' UDP sockets form one SO_REUSEPORT group of this size (src/transport/udp.ts).
+      const w = cluster.fork({ [WORKERS_ENV]: String(o.workers) });
       w.on("message", (m: unknown) => sup.message(w.id, m));
       w.on("error", (err: Error) => log.warn({ worker: w.id, err: err.message }, "worker channel error"));
       return portOf(w, log);
@@ -114,5 +141,10 @@ export function startPrimary(o: PrimaryOptions): void {
   });
   log.info({ workers: o.workers, why: o.why, cores: availableParallelism(), drainSeconds: o.drainSeconds }, "edge primary started");
   for (const w of o.warnings) log.warn(`with ${o.workers} workers: ${w}`);
-  sup.start();
+  void udpPortsFree(config).then((problem) => {
+    if (problem === undefined) return sup.start();
+    log.error(problem);
+    console.error(problem);
+    process.exit(1);
+  });
 }

@@ -13,7 +13,7 @@ import { ConfigRefused, run, type Running } from "../main.js";
 import { systemClock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowRelay } from "./flow-relay.js";
-import { toWorker, type SeedEntry, type ToPrimary, type ToWorker } from "./messages.js";
+import { WORKERS_ENV, toWorker, type SeedEntry, type ToPrimary, type ToWorker } from "./messages.js";
 import { TxnOwnership } from "./txn-owner.js";
 
 /** Without a seed this long after "hello" (a primary that never answers), the worker starts from nothing. */
@@ -147,6 +147,9 @@ export async function startWorker(configPath: string): Promise<void> {
       // instead, so their answers come back here, where their failover
       // state and the phone's TCP/TLS/WS connection are.
       udpPrivateSockets: true,
+      // With the native socket, this worker's UDP socket is one of a group
+      // of this many on the port; the kernel spreads datagrams over them.
+      udpGroup: Math.max(1, Number(process.env[WORKERS_ENV]) || 1),
       // Flow ids name this worker, so a request for one of its phones'
       // connections read by another worker is handed here.
       flowOwner: String(id),

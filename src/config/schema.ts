@@ -289,6 +289,16 @@ function policySchema(baseDir: string) {
   });
 }
 
+/** src/transport/udp.ts: how the UDP sockets do their I/O. */
+const udpSchema = z.strictObject({
+  /**
+   * native: the addon of native/udp (batched reads, SO_REUSEPORT per
+   * worker); dgram: Node's own; auto: native when it is built, else dgram
+   * (logged at start).
+   */
+  io: z.enum(["auto", "native", "dgram"], { error: expecting('"auto", "native" or "dgram"') }).default("auto"),
+});
+
 /** src/edge/overload.ts: what the edge does when it is behind. */
 const overloadSchema = z
   .strictObject({
@@ -401,6 +411,7 @@ export function edgeConfigSchema(baseDir: string) {
         .transform((p) => ({ ...p, deviceTable: p.deviceTable ?? shippedDeviceTable })),
       failover: failoverSchema.prefault({}),
       overload: overloadSchema.prefault({}),
+      udp: udpSchema.prefault({}),
       dns: dnsSchema.prefault({}),
     })
     .superRefine((c, ctx) => {

@@ -9,6 +9,7 @@ import type { FailoverOptions as PolicyOptions } from "../policy/options.js";
 import type { ParseLimits } from "../sip/parse.js";
 import { TransportLayer } from "../transport/layer.js";
 import type { BoundListener, ListenerSpec, RemoteFlows, TlsSettings, TransportLimits } from "../transport/types.js";
+import type { UdpIo } from "../transport/udp.js";
 import type { Clock } from "../util/clock.js";
 import { Counters } from "../util/counters.js";
 import { FlowTokenCodec } from "./flow-token.js";
@@ -34,6 +35,8 @@ export interface EdgeOptions {
    * targets leave from so their answers come back to it (src/transport/udp.ts).
    */
   udpPrivateSockets?: boolean;
+  /** How the UDP sockets do their I/O (src/transport/udp.ts); dgram when absent. */
+  udpIo?: UdpIo;
   /**
    * A cluster worker: its tag in its flow ids, and where requests for
    * another worker's flows are handed (TransportLayerOptions).
@@ -161,6 +164,7 @@ export class Edge {
       limits: o.transportLimits,
       ...(o.udpSocketBufferBytes === undefined ? {} : { udpSocketBufferBytes: o.udpSocketBufferBytes }),
       ...(o.udpPrivateSockets === true ? { udpPrivateSockets: true } : {}),
+      ...(o.udpIo === undefined ? {} : { udpIo: o.udpIo }),
       // A probe not back after ten intervals was dropped in a full queue.
       ...(o.overload === undefined ? {} : { queueProbe: { intervalMs: o.overload.probeIntervalMs, staleAfterMs: 10 * o.overload.probeIntervalMs } }),
       ...(o.flowOwner === undefined ? {} : { flowOwner: o.flowOwner }),
@@ -307,6 +311,7 @@ export class Edge {
       {
         listeners: listeners.map((l) => `${l.transport}:${l.address}:${l.port}`),
         ...(Object.keys(privatePorts).length === 0 ? {} : { privateUdpPorts: privatePorts }),
+        udpIo: transport.udpIoByListener(),
         targets: targets.map((t) => `${t.name}=${t.uri}`),
       },
       "edge started",

@@ -27,7 +27,7 @@ import {
   type TransportName,
   type TransportStats,
 } from "./types.js";
-import { UdpListener, type UdpHost } from "./udp.js";
+import { UdpListener, type UdpHost, type UdpIo } from "./udp.js";
 import { WsFlow } from "./ws-flow.js";
 
 export interface TransportLayerOptions {
@@ -47,6 +47,8 @@ export interface TransportLayerOptions {
    * cluster worker turns it on; one process has no use for it.
    */
   udpPrivateSockets?: boolean;
+  /** How the UDP listeners do their I/O (src/transport/udp.ts, UdpIo); dgram when absent. */
+  udpIo?: UdpIo;
   /**
    * Measure each UDP socket's queue delay with a probe every `intervalMs`
    * (src/transport/queue-delay.ts); no probe back for `staleAfterMs` means
@@ -97,6 +99,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   private readonly framerLimits: FramerLimits;
   private readonly udpBufferBytes: number | undefined;
   private readonly udpPrivateSockets: boolean;
+  private readonly udpIo: UdpIo;
   private readonly udpListeners: UdpListener[] = [];
   private readonly streamListeners: StreamListener[] = [];
   private boundListeners: readonly BoundListener[] = [];
@@ -145,6 +148,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     this.budget = new ConnectionBudget(l.maxConnections, l.maxConnectionsPerSource);
     this.udpBufferBytes = opts.udpSocketBufferBytes;
     this.udpPrivateSockets = opts.udpPrivateSockets === true;
+    this.udpIo = opts.udpIo ?? { kind: "dgram" };
     this.queueProbe = opts.queueProbe;
     this.flowIds = new FlowIds(opts.flowOwner);
     this.remoteFlows = opts.remoteFlows;
@@ -164,7 +168,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
         const family = familyOf(spec.address);
         const advertise = spec.advertise ?? defaultAdvertise(spec.address, family);
         if (spec.transport === "udp") {
-          const u = new UdpListener(this, spec, family, advertise, this.udpBufferBytes, this.udpPrivateSockets);
+          const u = new UdpListener(this, spec, family, advertise, this.udpBufferBytes, this.udpPrivateSockets, this.udpIo);
           this.udpListeners.push(u);
           starts.push(u.start());
         } else {
@@ -209,10 +213,15 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
   /**
    * Stops accepting stream connections; open connections and UDP keep
    * working. A draining cluster worker calls it so new connections go to
-   * the other workers while its own still finish what they carry.
+   * the other workers while its own still finish what they carry. A UDP
+   * socket in an SO_REUSEPORT group (the native socket in a worker) also
+   * stops getting new datagrams on the shared port, which then go to the
+   * other workers; what is queued is still read, and the private port
+   * still gets the answers to this worker's requests.
    */
   stopAccepting(): void {
     for (const s of this.streamListeners) s.stopAccepting();
+    for (const u of this.udpListeners) u.stopAccepting();
   }
 
   get listeners(): readonly BoundListener[] {
@@ -227,6 +236,13 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     const ports: Record<string, number> = {};
     for (const u of this.udpListeners) if (u.bound !== undefined && u.privatePort !== undefined) ports[u.bound.id] = u.privatePort;
     return ports;
+  }
+
+  /** Which I/O each UDP listener's sockets use ("native" or "dgram"), by listener id. */
+  udpIoByListener(): Record<string, "native" | "dgram"> {
+    const io: Record<string, "native" | "dgram"> = {};
+    for (const u of this.udpListeners) if (u.bound !== undefined) io[u.bound.id] = u.io;
+    return io;
   }
 
   /** The listener outbound traffic of a transport and family leaves from (for Via, Record-Route, Path). */
@@ -439,13 +455,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
         this.report(onError, { code: "write-failed", reason: err.message, dest });
       }
     };
-    try {
-      (fromPrivatePort ? (udp.privateSocket ?? udp.socket) : udp.socket).send(data, dest.port, address, done);
-    } catch (err) {
-      // The socket is closed (shutdown race); the destination was validated.
-      this.count("udp-send-failed");
-      this.reportLater(onError, "write-failed", err instanceof Error ? err.message : String(err), dest);
-    }
+    udp.send(data, dest.port, address, fromPrivatePort, done);
   }
 
   private reusable(key: string): Flow | undefined {

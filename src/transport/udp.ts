@@ -5,6 +5,7 @@ import { isIP } from "node:net";
 import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
 import { isWildcard, listenerId, normalizeAddress } from "./address.js";
+import { NativeUdpSocket, nativeUdp } from "./native-udp.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "./queue-delay.js";
 import type { BoundListener, ListenerSpec } from "./types.js";
 
@@ -16,12 +17,40 @@ export interface UdpHost {
 }
 
 /**
+ * How a listener's sockets do their I/O. `native` is the addon of
+ * native/udp (src/transport/native-udp.ts): one recvmmsg per readable
+ * event and a synchronous sendto. `group` > 0 puts the listener's socket in
+ * an SO_REUSEPORT group of that many sockets on the port (one per cluster
+ * worker) instead of node:cluster's shared socket; a port of 0 cannot be
+ * agreed on that way, so such a listener stays on dgram in a worker.
+ */
+export type UdpIo = { kind: "dgram" } | { kind: "native"; group: number };
+
+/** Called with the sender's address (IPv4-mapped IPv6 already made plain IPv4) and port. */
+type OnDatagram = (data: Buffer, address: string, port: number) => void;
+type SendDone = (err: Error | null) => void;
+
+/** One socket of a listener; bind resolves with its port. */
+interface DatagramSocket {
+  bind(address: string, port: number, exclusive: boolean): Promise<number>;
+  /**
+   * `done` runs after send() has returned, with the error when the datagram
+   * could not be sent; dgram also calls it with null on success, the native
+   * socket does not (a tick per datagram is what it saves).
+   */
+  send(data: Buffer | string, port: number, address: string, done: SendDone): void;
+  close(): Promise<void>;
+  /** Out of the SO_REUSEPORT group's share of new datagrams; still open (NativeUdpSocket.quiesce). */
+  leaveGroup?(): void;
+}
+
+/**
  * One UDP socket per UDP listener; it both receives and sends (RFC 3581
  * symmetric response routing).
  *
  * With `privateSocket`, the listener also has a second socket on the same
- * address and a free port, bound `exclusive` so that node:cluster does not
- * share it: it is this process's alone. Requests the edge sends towards its
+ * address and a free port that is this process's alone (never shared with
+ * other cluster workers). Requests the edge sends towards its
  * targets leave from it (TransportLayer, `SendOptions.fromPrivatePort`), so
  * the target's answer, sent back to the request's source port (RFC 3581,
  * our Via always carries `rport`), reaches the worker that forwarded the
@@ -31,12 +60,14 @@ export interface UdpHost {
  * arrived on the listener.
  */
 export class UdpListener {
-  readonly socket: Socket;
+  private readonly socket: DatagramSocket;
   /** The process-private socket (see above); undefined without `privateSocket`. */
-  readonly privateSocket: Socket | undefined;
+  private readonly privateSocket: DatagramSocket | undefined;
   bound: BoundListener | undefined;
   /** The private socket's port, once bound. */
   privatePort: number | undefined;
+  /** Which I/O the listener's sockets use, for the start log. */
+  readonly io: "native" | "dgram";
   private closed = false;
   /** Names this listener's queue-delay probes (src/transport/queue-delay.ts) among other workers'. */
   private readonly probeTag = randomBytes(4).readUInt32BE(0);
@@ -49,16 +80,26 @@ export class UdpListener {
     private readonly spec: ListenerSpec,
     readonly family: 4 | 6,
     private readonly advertise: string,
-    private readonly socketBufferBytes: number | undefined,
+    socketBufferBytes: number | undefined,
     privateSocket = false,
+    io: UdpIo = { kind: "dgram" },
   ) {
-    const type = family === 6 ? "udp6" : "udp4";
-    this.socket = createSocket({ type, lookup: literalLookup });
-    this.socket.on("message", this.receiver(false));
-    if (privateSocket) {
-      this.privateSocket = createSocket({ type, lookup: literalLookup });
-      this.privateSocket.on("message", this.receiver(true));
-    }
+    const native = io.kind === "native" ? nativeUdp().binding : undefined;
+    // A port of 0 in a group: every worker would get a different free port (see UdpIo).
+    const useNative = native !== undefined && !(io.kind === "native" && io.group > 0 && spec.port === 0);
+    this.io = useNative ? "native" : "dgram";
+    const make = (isPrivate: boolean, group: number): DatagramSocket => {
+      const onDatagram = this.receiver(isPrivate);
+      const onError = (err: Error): void => {
+        this.host.count("udp-socket-error");
+        this.host.logger.warn({ err: err.message, listener: this.bound?.id, ...(isPrivate ? { private: true } : {}) }, "udp socket error");
+      };
+      return useNative
+        ? new NativeSocket(native, family, group, socketBufferBytes, onDatagram, onError, () => this.host.count("udp-truncated"))
+        : new DgramSocket(family, socketBufferBytes, onDatagram, onError, host.logger);
+    };
+    this.socket = make(false, io.kind === "native" ? io.group : 0);
+    this.privateSocket = privateSocket ? make(true, 0) : undefined;
   }
 
   /**
@@ -66,12 +107,21 @@ export class UdpListener {
    * and first byte before anything else: one compare on every datagram
    * that is not one.
    */
-  private receiver(isPrivate: boolean): (data: Buffer, rinfo: RemoteInfo) => void {
-    const mapped = this.family === 6;
-    return (data, rinfo) => {
-      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(isPrivate, data, rinfo)) return;
-      this.host.onDatagram(this, data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port);
+  private receiver(isPrivate: boolean): OnDatagram {
+    return (data, address, port) => {
+      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(isPrivate, data, address, port)) return;
+      this.host.onDatagram(this, data, address, port);
     };
+  }
+
+  /** See TransportLayer.stopAccepting: only a socket in an SO_REUSEPORT group has others to leave its datagrams to. */
+  stopAccepting(): void {
+    this.socket.leaveGroup?.();
+  }
+
+  /** Sends from the listener's socket, or from the private one (when there is one) for `fromPrivatePort`. */
+  send(data: Buffer | string, port: number, address: string, fromPrivatePort: boolean, done: SendDone): void {
+    (fromPrivatePort ? (this.privateSocket ?? this.socket) : this.socket).send(data, port, address, done);
   }
 
   /** Where a socket of this listener sends its probes: itself (loopback for a wildcard address). */
@@ -87,8 +137,8 @@ export class UdpListener {
    * is dropped, and anything else that merely looks like one goes on to
    * the parser like any datagram.
    */
-  private takeProbe(isPrivate: boolean, data: Buffer, rinfo: RemoteInfo): boolean {
-    if (rinfo.port !== (isPrivate ? this.privatePort : this.bound?.port) || normalizeAddress(rinfo.address) !== this.probeAddress) return false;
+  private takeProbe(isPrivate: boolean, data: Buffer, address: string, port: number): boolean {
+    if (port !== (isPrivate ? this.privatePort : this.bound?.port) || address !== this.probeAddress) return false;
     const delay = isPrivate ? this.privateDelay : this.sharedDelay;
     const p = decodeProbe(data);
     if (p === undefined) return false;
@@ -116,10 +166,12 @@ export class UdpListener {
     }
   }
 
-  private sendProbe(s: Socket, port: number, now: number): void {
-    s.send(encodeProbe(this.probeTag, now), port, this.probeAddress, (err) => {
-      if (err) this.host.count("queue-probe-send-failed");
-    });
+  private readonly probeSent: SendDone = (err) => {
+    if (err) this.host.count("queue-probe-send-failed");
+  };
+
+  private sendProbe(s: DatagramSocket, port: number, now: number): void {
+    s.send(encodeProbe(this.probeTag, now), port, this.probeAddress, this.probeSent);
   }
 
   /** The longest wait a datagram read now has had on either socket, in ms; 0 before probing starts. */
@@ -130,7 +182,7 @@ export class UdpListener {
   }
 
   async start(): Promise<BoundListener> {
-    const port = await this.bind(this.socket, { port: this.spec.port, address: this.spec.address }, "");
+    const port = await this.bind(this.socket, this.spec.port, false, "");
     this.bound = Object.freeze({
       id: listenerId("udp", this.spec.address, port),
       transport: "udp",
@@ -140,55 +192,127 @@ export class UdpListener {
       family: this.family,
     });
     // The private socket: same address, a free port, never shared through node:cluster.
-    if (this.privateSocket !== undefined) this.privatePort = await this.bind(this.privateSocket, { port: 0, address: this.spec.address, exclusive: true }, "private socket: ");
+    if (this.privateSocket !== undefined) this.privatePort = await this.bind(this.privateSocket, 0, true, "private socket: ");
     return this.bound;
   }
 
-  /** Binds one of the listener's sockets; resolves with its port. */
-  private bind(s: Socket, at: { port: number; address: string; exclusive?: boolean }, what: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onBindError = (err: Error): void => reject(new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${what}${err.message}`));
-      s.once("error", onBindError);
-      s.bind(at, () => {
-        s.off("error", onBindError);
-        s.on("error", (err) => {
-          // Send failures without a callback land here; they must not crash the process.
-          this.host.count("udp-socket-error");
-          this.host.logger.warn({ err: err.message, listener: this.bound?.id, ...(s === this.socket ? {} : { private: true }) }, "udp socket error");
-        });
-        if (this.socketBufferBytes !== undefined) this.setBuffers(s, this.socketBufferBytes);
-        resolve(s.address().port);
-      });
-    });
-  }
-
-  /** Larger socket buffers absorb bursts (DEPENDENCIES.md: 64 KiB drops datagrams under load). */
-  private setBuffers(socket: Socket, bytes: number): void {
+  private async bind(s: DatagramSocket, port: number, exclusive: boolean, what: string): Promise<number> {
     try {
-      socket.setRecvBufferSize(bytes);
-      socket.setSendBufferSize(bytes);
+      return await s.bind(this.spec.address, port, exclusive);
     } catch (err) {
-      // The OS refused the size; the defaults still work, only burst capacity is lower.
-      this.host.logger.warn({ err: err instanceof Error ? err.message : String(err), bytes }, "udp buffer size not applied");
+      throw new Error(`udp listener ${this.spec.address}:${this.spec.port}: ${what}${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([closeSocket(this.socket), this.privateSocket === undefined ? undefined : closeSocket(this.privateSocket)]);
+    await Promise.all([this.socket.close(), this.privateSocket?.close()]);
   }
 }
 
-function closeSocket(s: Socket): Promise<void> {
-  return new Promise((resolve) => {
+/** A listener socket over node:dgram. */
+class DgramSocket implements DatagramSocket {
+  private readonly s: Socket;
+
+  constructor(
+    family: 4 | 6,
+    private readonly bufferBytes: number | undefined,
+    onDatagram: OnDatagram,
+    private readonly onError: (err: Error) => void,
+    private readonly logger: Logger,
+  ) {
+    this.s = createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup });
+    const mapped = family === 6;
+    this.s.on("message", (data: Buffer, rinfo: RemoteInfo) => onDatagram(data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port));
+  }
+
+  bind(address: string, port: number, exclusive: boolean): Promise<number> {
+    const s = this.s;
+    return new Promise((resolve, reject) => {
+      s.once("error", reject);
+      // `exclusive`: node:cluster does not share the socket with other workers.
+      s.bind({ address, port, ...(exclusive ? { exclusive: true } : {}) }, () => {
+        s.off("error", reject);
+        // Send failures without a callback land here; they must not crash the process.
+        s.on("error", this.onError);
+        if (this.bufferBytes !== undefined) this.setBuffers(this.bufferBytes);
+        resolve(s.address().port);
+      });
+    });
+  }
+
+  /** Larger socket buffers absorb bursts (DEPENDENCIES.md: 64 KiB drops datagrams under load). */
+  private setBuffers(bytes: number): void {
     try {
-      s.close(() => resolve());
-    } catch {
-      // Never bound (start failed): nothing to close.
-      resolve();
+      this.s.setRecvBufferSize(bytes);
+      this.s.setSendBufferSize(bytes);
+    } catch (err) {
+      // The OS refused the size; the defaults still work, only burst capacity is lower.
+      this.logger.warn({ err: err instanceof Error ? err.message : String(err), bytes }, "udp buffer size not applied");
     }
-  });
+  }
+
+  send(data: Buffer | string, port: number, address: string, done: SendDone): void {
+    try {
+      this.s.send(data, port, address, done);
+    } catch (err) {
+      // The socket is closed (shutdown race).
+      process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      try {
+        this.s.close(() => resolve());
+      } catch {
+        // Never bound (start failed) or closed already: nothing to close.
+        resolve();
+      }
+    });
+  }
+}
+
+/** A listener socket over the native addon (src/transport/native-udp.ts). */
+class NativeSocket implements DatagramSocket {
+  private readonly s: NativeUdpSocket;
+
+  constructor(
+    binding: NonNullable<ReturnType<typeof nativeUdp>["binding"]>,
+    family: 4 | 6,
+    private readonly group: number,
+    private readonly bufferBytes: number | undefined,
+    onDatagram: OnDatagram,
+    private readonly onError: (err: Error) => void,
+    onTruncated: () => void,
+  ) {
+    this.s = new NativeUdpSocket(binding, family, onDatagram, (what, code) => {
+      if (what === "truncated") onTruncated();
+      else this.onError(new Error(`recvmmsg failed (errno ${code})`));
+    });
+  }
+
+  async bind(address: string, port: number): Promise<number> {
+    // A socket outside a group is exclusive anyway: nothing here shares it.
+    return this.s.bind(address, port, this.group, this.bufferBytes);
+  }
+
+  send(data: Buffer | string, port: number, address: string, done: SendDone): void {
+    const errno = this.s.send(data, port, address);
+    // Reported after send() has returned, as dgram does: the callers' contract.
+    if (errno !== 0) process.nextTick(done, new Error(`sendto failed (errno ${errno})`));
+  }
+
+  leaveGroup(): void {
+    if (this.group === 0) return;
+    const errno = this.s.quiesce();
+    if (errno !== 0) this.onError(new Error(`leaving the SO_REUSEPORT group failed (errno ${errno})`));
+  }
+
+  async close(): Promise<void> {
+    this.s.close();
+  }
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;

@@ -72,6 +72,7 @@ function defaults(dir: string): EdgeConfig {
     },
     failover: { requestTimeoutMs: 1000, retryOn: [408, 500, 503, 504] },
     overload: { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, probeIntervalMs: 50, maxTimeoutDeferrals: 4, shedMethods: ["INVITE"] },
+    udp: { io: "auto" },
     dns: { srvTtlSeconds: 300, minTtlSeconds: 5, maxTtlSeconds: 3600, negativeTtlSeconds: 60 },
   };
 }
@@ -263,6 +264,7 @@ t.test("cross-field rules are reported at the field to fix", async (t) => {
   ]);
   t.same(load("dns: { minTtlSeconds: 600, maxTtlSeconds: 60 }\n"), ["edge.yaml:1:23: dns.minTtlSeconds: expected at most maxTtlSeconds (60), got 600"]);
   t.same(load("overload: { shedAtMs: 50, resumeAtMs: 50 }\n"), ["edge.yaml:1:39: overload.resumeAtMs: expected less than shedAtMs (50), got 50"]);
+  t.same(load("udp: { io: fast }\n"), ["edge.yaml:1:12: udp.io: expected \"auto\", \"native\" or \"dgram\", got \"fast\""]);
   t.same(load("overload: { shedMethods: [INVITE, ACK, register] }\n"), [
     "edge.yaml:1:35: overload.shedMethods[1]: expected a method that starts a transaction of its own, got ACK (ACK and CANCEL are never shed)",
     "edge.yaml:1:40: overload.shedMethods[2]: expected a SIP method in capitals, got \"register\"",
