@@ -38,9 +38,9 @@ export function loadDeviceTable(file: string): { ok: true; table: DeviceTable } 
  * the addon refuses to start (the operator asked for it by name); `auto`
  * falls back to dgram and says why once.
  */
-export function udpIo(io: EdgeConfig["udp"]["io"], group: number, logger: Logger): UdpIo {
+export function udpIo(io: EdgeConfig["udp"]["io"], group: number, logger: Logger, addon: ReturnType<typeof nativeUdp> = nativeUdp()): UdpIo {
   if (io === "dgram") return { kind: "dgram" };
-  const { binding, error } = nativeUdp();
+  const { binding, error } = addon;
   if (binding !== undefined) return { kind: "native", group };
   if (io === "native") throw new ConfigRefused([`udp.io is native, but the native UDP socket cannot be loaded: ${error}`]);
   logger.warn({ reason: error }, "udp.io auto: the native UDP socket is not available, using dgram");

@@ -79,8 +79,8 @@ export class NativeUdpSocket {
     private readonly binding: Binding,
     readonly family: 4 | 6,
     private readonly onDatagram: DatagramHandler,
-    /** A receive error (a negative errno from recvmmsg) or a truncated datagram. */
-    private readonly onReadProblem: (what: "truncated" | "read-error", code: number) => void,
+    /** A receive error: the errno of recvmmsg. */
+    private readonly onReadError: (errno: number) => void,
   ) {
     this.metaInts = binding.META_INTS;
     this.slot = binding.SLOT;
@@ -122,22 +122,17 @@ export class NativeUdpSocket {
   /** A class field, so the addon holds one function for the socket's life. */
   private readonly onBatch = (n: number): void => {
     if (n < 0) {
-      this.onReadProblem("read-error", -n);
+      this.onReadError(-n);
       return;
     }
     const meta = this.meta;
     for (let i = 0; i < n; i++) {
       const m = i * this.metaInts;
-      const family = meta[m + 2]!;
-      if (family === 0) {
-        this.onReadProblem("truncated", 0);
-        continue;
-      }
       const len = meta[m]!;
       const start = i * this.slot;
       const data = Buffer.allocUnsafe(len);
       this.area.copy(data, 0, start, start + len);
-      this.onDatagram(data, family === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
+      this.onDatagram(data, meta[m + 2] === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
     }
   };
 

@@ -95,7 +95,7 @@ export class UdpListener {
         this.host.logger.warn({ err: err.message, listener: this.bound?.id, ...(isPrivate ? { private: true } : {}) }, "udp socket error");
       };
       return useNative
-        ? new NativeSocket(native, family, group, socketBufferBytes, onDatagram, onError, () => this.host.count("udp-truncated"))
+        ? new NativeSocket(native, family, group, socketBufferBytes, onDatagram, onError)
         : new DgramSocket(family, socketBufferBytes, onDatagram, onError, host.logger);
     };
     this.socket = make(false, io.kind === "native" ? io.group : 0);
@@ -285,12 +285,8 @@ class NativeSocket implements DatagramSocket {
     private readonly bufferBytes: number | undefined,
     onDatagram: OnDatagram,
     private readonly onError: (err: Error) => void,
-    onTruncated: () => void,
   ) {
-    this.s = new NativeUdpSocket(binding, family, onDatagram, (what, code) => {
-      if (what === "truncated") onTruncated();
-      else this.onError(new Error(`recvmmsg failed (errno ${code})`));
-    });
+    this.s = new NativeUdpSocket(binding, family, onDatagram, (errno) => this.onError(new Error(`recvmmsg failed (errno ${errno})`)));
   }
 
   async bind(address: string, port: number): Promise<number> {

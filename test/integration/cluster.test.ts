@@ -16,7 +16,7 @@ import { EdgeProcess, WAIT } from "../helpers/edge-process.js";
 import { freePort } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
 
-function configFile(port: number, mainPort: number, standbyPort: number, level: string): { dir: string; file: string } {
+function configFile(port: number, mainPort: number, standbyPort: number, level: string, io: "auto" | "dgram"): { dir: string; file: string } {
   const dir = mkdtempSync(join(tmpdir(), "sip-edge-cluster-"));
   const file = join(dir, "edge.yaml");
   writeFileSync(
@@ -30,6 +30,7 @@ function configFile(port: number, mainPort: number, standbyPort: number, level: 
       `  - { name: main, uri: "sip:127.0.0.1:${mainPort}" }`,
       `  - { name: standby, uri: "sip:127.0.0.1:${standbyPort}" }`,
       "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+      `udp: { io: ${io} }`,
       "",
     ].join("\n"),
   );
@@ -72,11 +73,11 @@ async function fakePbx(): Promise<{ peer: UdpPeer; probers: string[] }> {
   return { peer, probers };
 }
 
-async function setup(t: Test, level: string, drainSeconds: number) {
+async function setup(t: Test, level: string, drainSeconds: number, io: "auto" | "dgram" = "auto") {
   const main = await fakePbx();
   const standby = await fakePbx();
   const port = await freePort();
-  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, level);
+  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, level, io);
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", String(drainSeconds)]);
   const phone = await UdpPeer.open();
   t.teardown(async () => {
@@ -87,46 +88,68 @@ async function setup(t: Test, level: string, drainSeconds: number) {
     rmSync(dir, { recursive: true, force: true });
   });
   await waitFor(() => edge.primary("worker ready").length >= 2, { ...WAIT, what: "two workers ready" });
-  return { main, standby, port, edge, phone };
+  return { main, standby, port, edge, phone, file };
 }
 
-t.test("two workers serve requests, one of them probes, a killed worker is replaced and the prober role moves", async (t) => {
-  const { main, port, edge, phone } = await setup(t, "debug", 1);
-  t.equal(edge.primary("prober elected").length, 1, "one prober elected");
+// auto: the native socket, one per worker in an SO_REUSEPORT group that
+// spreads datagrams at random; dgram: node:cluster's one shared socket,
+// which hands each datagram to whichever worker reads first.
+for (const io of ["auto", "dgram"] as const) {
+  t.test(`udp.io ${io}: two workers serve requests, one of them probes, a killed worker is replaced and the prober role moves`, async (t) => {
+    const { main, port, edge, phone } = await setup(t, "debug", 1, io);
+    t.equal(edge.primary("prober elected").length, 1, "one prober elected");
 
-  // The shared UDP socket hands each datagram to whichever worker reads
-  // first: send batches until both have logged one of ours.
-  const servedBy = new Set<number>();
-  let sent = 0;
-  for (let batch = 0; batch < 200 && servedBy.size < 2; batch++) {
-    for (let i = 0; i < 10; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
-    await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: `${sent} OPTIONS answered` });
-    for (const l of edge.lines) if (l.msg === "rx" && typeof l.worker === "number" && /opt-/.test(String(l.callId))) servedBy.add(l.worker);
-  }
-  t.same([...servedBy].sort(), [1, 2], `both workers answered OPTIONS (${sent} sent, all answered 200)`);
+    // Either way any worker may get a datagram: send batches until both have logged one of ours.
+    const servedBy = new Set<number>();
+    let sent = 0;
+    for (let batch = 0; batch < 200 && servedBy.size < 2; batch++) {
+      for (let i = 0; i < 10; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
+      await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: `${sent} OPTIONS answered` });
+      for (const l of edge.lines) if (l.msg === "rx" && typeof l.worker === "number" && /opt-/.test(String(l.callId))) servedBy.add(l.worker);
+    }
+    t.same([...servedBy].sort(), [1, 2], `both workers answered OPTIONS (${sent} sent, all answered 200)`);
 
-  // Probed once per interval: every probe comes from one Prober (one From tag).
-  await waitFor(() => main.probers.length >= 4, { ...WAIT, what: "four probes of Main" });
-  t.equal(new Set(main.probers).size, 1, "Main is probed by one worker only");
+    // Probed once per interval: every probe comes from one Prober (one From tag).
+    await waitFor(() => main.probers.length >= 4, { ...WAIT, what: "four probes of Main" });
+    t.equal(new Set(main.probers).size, 1, "Main is probed by one worker only");
 
-  const prober = edge.primary("prober elected")[0]!.worker!;
-  const pid = edge.pidOf(prober);
-  t.ok(pid !== undefined, "the prober's pid is in its log lines");
-  const before = main.probers.length;
-  const oldTag = main.probers[0]!;
-  process.kill(pid!, "SIGKILL");
-  await edge.line((l) => l.role === "primary" && l.msg === "worker exited: starting another" && l.worker === prober, "the primary to see the prober die");
-  await edge.line((l) => l.role === "primary" && l.msg === "prober elected" && l.previous === prober, "another prober elected");
-  await waitFor(() => edge.primary("worker ready").length >= 3, { ...WAIT, what: "a replacement worker ready" });
-  await waitFor(() => main.probers.slice(before).filter((tag) => tag !== oldTag).length >= 3, { ...WAIT, what: "three probes from the new prober" });
-  const after = main.probers.slice(before).filter((tag) => tag !== oldTag);
-  t.equal(new Set(after).size, 1, "after the hand-over one worker probes");
+    const prober = edge.primary("prober elected")[0]!.worker!;
+    const pid = edge.pidOf(prober);
+    t.ok(pid !== undefined, "the prober's pid is in its log lines");
+    const before = main.probers.length;
+    const oldTag = main.probers[0]!;
+    process.kill(pid!, "SIGKILL");
+    await edge.line((l) => l.role === "primary" && l.msg === "worker exited: starting another" && l.worker === prober, "the primary to see the prober die");
+    await edge.line((l) => l.role === "primary" && l.msg === "prober elected" && l.previous === prober, "another prober elected");
+    await waitFor(() => edge.primary("worker ready").length >= 3, { ...WAIT, what: "a replacement worker ready" });
+    await waitFor(() => main.probers.slice(before).filter((tag) => tag !== oldTag).length >= 3, { ...WAIT, what: "three probes from the new prober" });
+    const after = main.probers.slice(before).filter((tag) => tag !== oldTag);
+    t.equal(new Set(after).size, 1, "after the hand-over one worker probes");
 
-  // The survivors still serve.
-  const base = sent;
-  for (let i = 0; i < 20; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
-  await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: "OPTIONS answered after the crash" });
-  t.equal(answered(phone.received).size - base, 20, "requests after the crash all answered");
+    // The survivors still serve.
+    const base = sent;
+    for (let i = 0; i < 20; i++) phone.send(options(port, `opt-${sent++}`, `UDP 127.0.0.1:${phone.port}`), port);
+    await waitFor(() => answered(phone.received).size === sent, { ...WAIT, what: "OPTIONS answered after the crash" });
+    t.equal(answered(phone.received).size - base, 20, "requests after the crash all answered");
+  });
+}
+
+t.test("udp.io auto: each worker reads a native socket of its own; a second edge on the same port is refused instead of joining the group", async (t) => {
+  const { port, edge, file } = await setup(t, "info", 1);
+  const started = await edge.workersStarted(2);
+  t.same(
+    started.map((l) => l.udpIo),
+    [{ [`udp:127.0.0.1:${port}`]: "native" }, { [`udp:127.0.0.1:${port}`]: "native" }],
+    "both workers on the native socket",
+  );
+  // Each worker's socket is one of an SO_REUSEPORT group, which any process
+  // of this user could join: the primary checks the port first.
+  const second = EdgeProcess.start(file, ["--workers", "2"]);
+  t.teardown(() => second.stop());
+  const code = await waitFor(() => second.proc.exitCode ?? undefined, { ...WAIT, what: "the second edge to exit" });
+  t.equal(code, 1, "the second edge exits 1");
+  t.match(second.stderr, new RegExp(`udp listener 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`), "and says which port is taken");
+  t.equal(second.primary("worker ready").length, 0, "without starting a worker");
 });
 
 t.test("a rolling restart (SIGUSR2) under a steady stream of requests loses none; open TCP connections drain", async (t) => {
@@ -252,7 +275,7 @@ t.test("with two workers every answer reaches the worker that forwarded the requ
     pbxBehaviour(text, p, rinfo);
   });
   const port = await freePort();
-  const { dir, file } = configFile(port, main.port, standby.port, "info");
+  const { dir, file } = configFile(port, main.port, standby.port, "info", "auto");
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
   const phone = await UdpPeer.open();
   const tcps: Socket[] = [];
@@ -333,7 +356,7 @@ t.test("one worker per core by default (and with --workers auto); --workers 1 is
   const cores = availableParallelism();
   for (const args of [[], ["--workers", "auto"], ["--workers", "1"]]) {
     const port = await freePort();
-    const { dir, file } = configFile(port, main.peer.port, main.peer.port + 1, "info");
+    const { dir, file } = configFile(port, main.peer.port, main.peer.port + 1, "info", "auto");
     const edge = EdgeProcess.start(file, args);
     t.teardown(async () => {
       await edge.stop();
@@ -356,7 +379,7 @@ t.test("SIGHUP to the primary: a refused file changes nothing; a restart-only ch
   const main = await fakePbx();
   const standby = await fakePbx();
   const port = await freePort();
-  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, "info");
+  const { dir, file } = configFile(port, main.peer.port, standby.peer.port, "info", "auto");
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
   t.teardown(async () => {
     await edge.stop();
