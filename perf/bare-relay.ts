@@ -43,7 +43,7 @@ function serveNative(port: number, pbxPort: number): void {
       to = pbxPort;
     }
     relayed++;
-    if (socket.send(data, to, HOST) !== 0) failed++;
+    if (socket.send(data, to, HOST, () => failed++) !== 0) failed++;
   }, () => failed++);
   socket.bind(HOST, port, 0, LOAD_BUFF_SIZE);
   process.on("SIGUSR1", () => process.stdout.write(`relayed ${relayed}\n`));

@@ -5,6 +5,7 @@
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
  *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off] [--edge-shed-at MS]
+ *     [--edge-udp-io auto|native|dgram]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -57,6 +58,7 @@ interface Options {
   edgeRules?: number;
   edgeOverload: "on" | "off";
   edgeShedAt?: number;
+  edgeUdpIo?: "auto" | "native" | "dgram";
   json?: string;
 }
 
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
     .option("--edge-rules <n>", "route through the rules engine: n mixed rules, every call tried against all of them (perf/lib/rules-text.ts)", positiveInt)
     .addOption(new Option("--edge-overload <on|off>", "overload control of the edge (src/edge/overload.ts)").choices(["on", "off"]).default("on"))
     .option("--edge-shed-at <ms>", "with overload on: overload.shedAtMs of the edge", positiveInt)
+    .addOption(new Option("--edge-udp-io <io>", "udp.io of the edge (src/transport/udp.ts)").choices(["auto", "native", "dgram"]))
     .option("--json <file>", "also write the results as JSON")
     .parse()
     .opts<Options>();
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
       ...(o.edgeRules === undefined ? {} : { rulesYaml: rulesFileText(o.edgeRules, "mixed") }),
       overload: o.edgeOverload,
       ...(o.edgeShedAt === undefined ? {} : { shedAtMs: o.edgeShedAt }),
+      ...(o.edgeUdpIo === undefined ? {} : { udpIo: o.edgeUdpIo }),
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };

@@ -74,7 +74,7 @@ export async function startKamailio(pbxs: Pbxs, workDir: string): Promise<ProxyU
 }
 
 /** The edge config a load run uses; see the assumption stated in perf/load.ts. */
-export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number): string {
+export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number, udpIo?: UdpIoChoice): string {
   return [
     "# Written by perf/lib/proxies.ts for one load run.",
     "log: { level: warn }",
@@ -91,9 +91,14 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" 
     "health: { intervalSeconds: 2, intervalDownSeconds: 2 }",
     // Off: no shedding and no deferred timeouts, as before src/edge/overload.ts.
     ...(overload === "off" ? ["overload: { shedAtMs: 0, maxTimeoutDeferrals: 0 }"] : shedAtMs === undefined ? [] : [`overload: { shedAtMs: ${shedAtMs} }`]),
+    // Only when asked for: a build from before the udp section would refuse it (perf/edge-ab.ts).
+    ...(udpIo === undefined ? [] : [`udp: { io: ${udpIo} }`]),
     "",
   ].join("\n");
 }
+
+/** proxy-rules/edge.yaml `udp.io`. */
+export type UdpIoChoice = "auto" | "native" | "dgram";
 
 /** How the edge under test runs. */
 export interface EdgeRunOptions {
@@ -113,6 +118,8 @@ export interface EdgeRunOptions {
   overload?: "on" | "off";
   /** With overload on: the queue wait at which INVITEs are shed (the default of proxy-rules/edge.yaml when absent). */
   shedAtMs?: number;
+  /** `udp.io` of the edge; the config's default (auto) when absent. */
+  udpIo?: UdpIoChoice;
 }
 
 export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
@@ -120,7 +127,7 @@ export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions =
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
-  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload, o.shedAtMs));
+  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload, o.shedAtMs, o.udpIo));
   const rules = join(workDir, "rules.yaml");
   // The work directory may be reused by the next proxy of a run: a rules
   // file left there by an earlier edge must not route this one.

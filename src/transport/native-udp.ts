@@ -17,13 +17,15 @@ import { fileURLToPath } from "node:url";
  */
 interface Binding {
   open(family: 4 | 6, address: string, port: number, group: number, bufferBytes: number, area: Buffer, meta: Int32Array, onBatch: (n: number) => void): [unknown, number];
-  send(handle: unknown, data: Buffer | string, port: number, address: string): number;
+  send(handle: unknown, data: Buffer | string, port: number, address: string, hold: boolean): number;
+  flush(handle: unknown, status: Int32Array): number;
   quiesce(handle: unknown): number;
   close(handle: unknown): void;
   ref(handle: unknown, yes: boolean): void;
   readonly BATCH: number;
   readonly SLOT: number;
   readonly META_INTS: number;
+  readonly SEND_BATCH: number;
 }
 
 let loaded: { binding?: Binding; error?: string } | undefined;
@@ -56,9 +58,33 @@ export function nativeUdp(): { binding?: Binding; error?: string } {
 }
 
 export type DatagramHandler = (data: Buffer, address: string, port: number) => void;
+/** Told when a send failed after send() returned (a held send, at flush). */
+export type SendFailed = (err: Error) => void;
 
 /** Names of IPv4 senders by their address word; cleared when it grows past this. */
 const V4_NAMES_MAX = 4096;
+
+/** errno values of a full send buffer: the datagram is lost, as on the wire, not a broken destination. */
+const EAGAIN = 11;
+const ENOBUFS = 105;
+
+/**
+ * While any socket's batch is being handled, every send of every native
+ * socket is held and goes out in one sendmmsg per socket when the batch
+ * ends (a worker reads on the shared port and sends to targets from its
+ * private one). Outside a batch (timers, stream traffic) sends go at once.
+ */
+let batching = 0;
+const holding: NativeUdpSocket[] = [];
+
+function flushHeld(): void {
+  for (let i = 0; i < holding.length; i++) holding[i]!.flush();
+  holding.length = 0;
+}
+
+export function sendError(errno: number): Error {
+  return Object.assign(new Error(`sendto failed (errno ${errno})`), { errno });
+}
 
 /**
  * One native socket. Datagrams are copied out of the shared receive area
@@ -74,6 +100,9 @@ export class NativeUdpSocket {
   private readonly v4Names = new Map<number, string>();
   private readonly metaInts: number;
   private readonly slot: number;
+  /** The callbacks of the sends held now, in order; one per held send. */
+  private held: Array<SendFailed | undefined> = [];
+  private readonly status: Int32Array;
 
   constructor(
     private readonly binding: Binding,
@@ -81,7 +110,10 @@ export class NativeUdpSocket {
     private readonly onDatagram: DatagramHandler,
     /** A receive error: the errno of recvmmsg. */
     private readonly onReadError: (errno: number) => void,
+    /** A datagram lost to a full send buffer (EAGAIN, ENOBUFS): not the send's failure, only counted. */
+    private readonly onWouldBlock: () => void = () => {},
   ) {
+    this.status = new Int32Array(binding.SEND_BATCH);
     this.metaInts = binding.META_INTS;
     this.slot = binding.SLOT;
     this.area = Buffer.allocUnsafeSlow(binding.BATCH * binding.SLOT);
@@ -96,10 +128,51 @@ export class NativeUdpSocket {
     return bound;
   }
 
-  /** Sends one datagram now; 0 or the errno of sendto. */
-  send(data: Buffer | string, port: number, address: string): number {
+  /**
+   * Sends one datagram: now, or held until the batch being handled ends
+   * (see `batching`). Returns 0 when sent or held, or the errno of a
+   * failure known now (a bad address, a failed sendto); a held send that
+   * fails at flush is told through `onFailed`. A full send buffer only
+   * counts (`onWouldBlock`) and returns 0.
+   */
+  send(data: Buffer | string, port: number, address: string, onFailed?: SendFailed): number {
     if (this.handle === undefined) return 9; // EBADF: not bound, or closed
-    return this.binding.send(this.handle, data, port, address);
+    let r: number;
+    if (batching === 0) {
+      r = this.binding.send(this.handle, data, port, address, false);
+    } else {
+      r = this.binding.send(this.handle, data, port, address, true);
+      if (r === -1) {
+        // The send area is full: what it holds goes now, then this one is held.
+        this.flush();
+        r = this.binding.send(this.handle, data, port, address, true);
+      }
+      if (r === 0) {
+        if (this.held.length === 0) holding.push(this);
+        this.held.push(onFailed);
+        return 0;
+      }
+    }
+    if (r === EAGAIN || r === ENOBUFS) {
+      this.onWouldBlock();
+      return 0;
+    }
+    return r;
+  }
+
+  /** Sends what is held (one sendmmsg), and tells each failed send's callback. */
+  flush(): void {
+    const n = this.held.length;
+    if (n === 0) return;
+    const cbs = this.held;
+    this.held = [];
+    if (this.binding.flush(this.handle, this.status) === 0) return;
+    for (let i = 0; i < n; i++) {
+      const errno = this.status[i]!;
+      if (errno === 0) continue;
+      if (errno === EAGAIN || errno === ENOBUFS) this.onWouldBlock();
+      else cbs[i]?.(sendError(errno));
+    }
   }
 
   /**
@@ -115,6 +188,8 @@ export class NativeUdpSocket {
 
   close(): void {
     if (this.handle === undefined) return;
+    // Held sends still go: a socket closed while handling a batch (a stop) answered them.
+    this.flush();
     this.binding.close(this.handle);
     this.handle = undefined;
   }
@@ -126,13 +201,18 @@ export class NativeUdpSocket {
       return;
     }
     const meta = this.meta;
-    for (let i = 0; i < n; i++) {
-      const m = i * this.metaInts;
-      const len = meta[m]!;
-      const start = i * this.slot;
-      const data = Buffer.allocUnsafe(len);
-      this.area.copy(data, 0, start, start + len);
-      this.onDatagram(data, meta[m + 2] === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
+    batching++;
+    try {
+      for (let i = 0; i < n; i++) {
+        const m = i * this.metaInts;
+        const len = meta[m]!;
+        const start = i * this.slot;
+        const data = Buffer.allocUnsafe(len);
+        this.area.copy(data, 0, start, start + len);
+        this.onDatagram(data, meta[m + 2] === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
+      }
+    } finally {
+      if (--batching === 0) flushHeld();
     }
   };
 

@@ -5,7 +5,7 @@ import { isIP } from "node:net";
 import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
 import { isWildcard, listenerId, normalizeAddress } from "./address.js";
-import { NativeUdpSocket, nativeUdp } from "./native-udp.js";
+import { NativeUdpSocket, nativeUdp, sendError } from "./native-udp.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "./queue-delay.js";
 import type { BoundListener, ListenerSpec } from "./types.js";
 
@@ -36,7 +36,10 @@ interface DatagramSocket {
   /**
    * `done` runs after send() has returned, with the error when the datagram
    * could not be sent; dgram also calls it with null on success, the native
-   * socket does not (a tick per datagram is what it saves).
+   * socket does not (a tick per datagram is what it saves). The native
+   * socket counts a datagram lost to a full send buffer
+   * (`udp-send-would-block`) instead: the destination is not at fault, and
+   * SIP's retransmissions cover it as they cover a loss on the wire.
    */
   send(data: Buffer | string, port: number, address: string, done: SendDone): void;
   close(): Promise<void>;
@@ -95,7 +98,7 @@ export class UdpListener {
         this.host.logger.warn({ err: err.message, listener: this.bound?.id, ...(isPrivate ? { private: true } : {}) }, "udp socket error");
       };
       return useNative
-        ? new NativeSocket(native, family, group, socketBufferBytes, onDatagram, onError)
+        ? new NativeSocket(native, family, group, socketBufferBytes, onDatagram, onError, () => this.host.count("udp-send-would-block"))
         : new DgramSocket(family, socketBufferBytes, onDatagram, onError, host.logger);
     };
     this.socket = make(false, io.kind === "native" ? io.group : 0);
@@ -285,8 +288,9 @@ class NativeSocket implements DatagramSocket {
     private readonly bufferBytes: number | undefined,
     onDatagram: OnDatagram,
     private readonly onError: (err: Error) => void,
+    onWouldBlock: () => void,
   ) {
-    this.s = new NativeUdpSocket(binding, family, onDatagram, (errno) => this.onError(new Error(`recvmmsg failed (errno ${errno})`)));
+    this.s = new NativeUdpSocket(binding, family, onDatagram, (errno) => this.onError(new Error(`recvmmsg failed (errno ${errno})`)), onWouldBlock);
   }
 
   async bind(address: string, port: number): Promise<number> {
@@ -295,9 +299,10 @@ class NativeSocket implements DatagramSocket {
   }
 
   send(data: Buffer | string, port: number, address: string, done: SendDone): void {
-    const errno = this.s.send(data, port, address);
+    // A held send's failure reaches `done` at flush, after send() returned.
+    const errno = this.s.send(data, port, address, done);
     // Reported after send() has returned, as dgram does: the callers' contract.
-    if (errno !== 0) process.nextTick(done, new Error(`sendto failed (errno ${errno})`));
+    if (errno !== 0) process.nextTick(done, sendError(errno));
   }
 
   leaveGroup(): void {

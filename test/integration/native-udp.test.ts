@@ -102,6 +102,26 @@ t.test("IPv6: a v6 sender by its text, a v4 sender on a dual-stack socket as pla
   t.same(c4.rx.map((g) => g.data.toString()), ["plain", "mapped"]);
 });
 
+t.test("sends made while a batch is handled are held and go out together at its end, in order, failures told", { skip }, async (t) => {
+  const c = await client(t, "udp4", "127.0.0.1");
+  const failures: Array<{ i: number; errno: unknown }> = [];
+  const sock: NativeUdpSocket = new NativeUdpSocket(binding!, 4, (data, address, port) => {
+    if (data.toString() !== "go") return;
+    // 100: more than one flush holds (SEND_BATCH), so the area fills and is sent mid-batch.
+    for (let i = 0; i < 100; i++) t.equal(sock.send(`answer ${i}`, port, address, () => t.fail(`answer ${i} failed`)), 0);
+    // Broadcast without SO_BROADCAST: held (the address is valid), refused by the kernel at flush.
+    t.equal(sock.send("refused", 9, "255.255.255.255", (err) => failures.push({ i: 100, errno: (err as Error & { errno?: number }).errno })), 0, "held: the failure is not known yet");
+    t.equal(sock.send("last", port, address), 0);
+  }, () => {});
+  const port = sock.bind("127.0.0.1", 0, 0, 1 << 20);
+  t.teardown(() => sock.close());
+  c.send("go", port, "127.0.0.1");
+  await waitFor(() => c.rx.length === 101, { ...WAIT, what: "all 101 answers" });
+  t.same(c.rx.map((g) => g.data.toString()), [...Array.from({ length: 100 }, (_, i) => `answer ${i}`), "last"], "all of them, in the order sent");
+  t.same(failures, [{ i: 100, errno: 13 }], "the held send the kernel refused is told (EACCES), the others are not");
+  t.equal(sock.send("now", 9, "255.255.255.255"), 13, "outside a batch the same send fails at once");
+});
+
 t.test("errors come back as values: bind in use, a bad destination, a closed socket", { skip }, async (t) => {
   const s = open(t, 4, "127.0.0.1");
   const other = new NativeUdpSocket(binding!, 4, () => {}, () => {});
