@@ -26,7 +26,10 @@
  * §2.9): on the 2-core machine measured, one process tops out at ~7,500
  * REGISTER/s and two workers hold 10,000/s (perf/RESULTS.md, "Overload
  * control"), at ~20 % more CPU per call below the ceiling (the shared
- * socket wakes every worker for each datagram). `--workers 1` runs the
+ * socket wakes every worker for each datagram); with the native UDP
+ * socket one process holds 10,000/s and 4,000 calls/s there, and two
+ * workers cost 40-50 % more per call on that shared box (perf/RESULTS.md,
+ * "Native UDP socket"). `--workers 1` runs the
  * edge in one process, with no primary: README, "Workers".
  */
 export type WorkersOption = number | "auto";

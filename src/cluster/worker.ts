@@ -142,8 +142,9 @@ export async function startWorker(configPath: string): Promise<void> {
     running = await run(configPath, {
       probe: { mode: "follower", onResult: (target, result) => send({ kind: "probe-result", target, result }), seed: results },
       logBindings: { worker: id, pid: process.pid },
-      // The shared UDP socket gives each datagram to whichever worker reads
-      // first; requests towards targets leave from this worker's own port
+      // Any worker may read a datagram on the shared port (the native
+      // socket's SO_REUSEPORT group spreads them at random; dgram's shared
+      // socket gives each to whoever reads first); requests towards targets leave from this worker's own port
       // instead, so their answers come back here, where their failover
       // state and the phone's TCP/TLS/WS connection are.
       udpPrivateSockets: true,
