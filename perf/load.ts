@@ -5,7 +5,7 @@
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
  *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off] [--edge-shed-at MS]
- *     [--edge-udp-io auto|native|dgram]
+ *     [--edge-udp-io auto|native|dgram] [--edge-soft-state-max N]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -59,6 +59,7 @@ interface Options {
   edgeOverload: "on" | "off";
   edgeShedAt?: number;
   edgeUdpIo?: "auto" | "native" | "dgram";
+  edgeSoftStateMax?: number;
   json?: string;
 }
 
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
     .option("--edge-rules <n>", "route through the rules engine: n mixed rules, every call tried against all of them (perf/lib/rules-text.ts)", positiveInt)
     .addOption(new Option("--edge-overload <on|off>", "overload control of the edge (src/edge/overload.ts)").choices(["on", "off"]).default("on"))
     .option("--edge-shed-at <ms>", "with overload on: overload.shedAtMs of the edge", positiveInt)
+    .option("--edge-soft-state-max <n>", "softState.maxEntries of the edge", positiveInt)
     .addOption(new Option("--edge-udp-io <io>", "udp.io of the edge (src/transport/udp.ts)").choices(["auto", "native", "dgram"]))
     .option("--json <file>", "also write the results as JSON")
     .parse()
@@ -94,6 +96,7 @@ async function main(): Promise<void> {
       overload: o.edgeOverload,
       ...(o.edgeShedAt === undefined ? {} : { shedAtMs: o.edgeShedAt }),
       ...(o.edgeUdpIo === undefined ? {} : { udpIo: o.edgeUdpIo }),
+      ...(o.edgeSoftStateMax === undefined ? {} : { softStateMax: o.edgeSoftStateMax }),
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };

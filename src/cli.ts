@@ -12,6 +12,10 @@ import { DEFAULT_WORKERS, workerCount, type WorkersOption } from "./cluster/work
 import { defaultConfigPath, formatConfigError, loadConfig } from "./config/index.js";
 import { loadDeviceTable } from "./main.js";
 import { dryRun } from "./rules/dry-run.js";
+import { tuneHeap } from "./util/heap.js";
+
+// Before anything allocates much (src/util/heap.ts says why).
+tuneHeap();
 
 function positiveInt(v: string): number {
   const n = Number(v);

@@ -74,7 +74,7 @@ export async function startKamailio(pbxs: Pbxs, workDir: string): Promise<ProxyU
 }
 
 /** The edge config a load run uses; see the assumption stated in perf/load.ts. */
-export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number, udpIo?: UdpIoChoice): string {
+export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number, udpIo?: UdpIoChoice, softStateMax?: number): string {
   return [
     "# Written by perf/lib/proxies.ts for one load run.",
     "log: { level: warn }",
@@ -93,6 +93,7 @@ export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" 
     ...(overload === "off" ? ["overload: { shedAtMs: 0, maxTimeoutDeferrals: 0 }"] : shedAtMs === undefined ? [] : [`overload: { shedAtMs: ${shedAtMs} }`]),
     // Only when asked for: a build from before the udp section would refuse it (perf/edge-ab.ts).
     ...(udpIo === undefined ? [] : [`udp: { io: ${udpIo} }`]),
+    ...(softStateMax === undefined ? [] : [`softState: { maxEntries: ${softStateMax} }`]),
     "",
   ].join("\n");
 }
@@ -120,6 +121,8 @@ export interface EdgeRunOptions {
   shedAtMs?: number;
   /** `udp.io` of the edge; the config's default (auto) when absent. */
   udpIo?: UdpIoChoice;
+  /** `softState.maxEntries` of the edge; the config's default when absent. */
+  softStateMax?: number;
 }
 
 export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
@@ -127,7 +130,7 @@ export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions =
   if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
   const port = await freePort(HOST);
   const config = join(workDir, "edge.yaml");
-  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload, o.shedAtMs, o.udpIo));
+  writeFileSync(config, edgeConfigYaml(port, pbxs, o.overload, o.shedAtMs, o.udpIo, o.softStateMax));
   const rules = join(workDir, "rules.yaml");
   // The work directory may be reused by the next proxy of a run: a rules
   // file left there by an earlier edge must not route this one.
