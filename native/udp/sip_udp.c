@@ -1,7 +1,8 @@
 /*
- * sip_udp: a UDP socket for the edge's listeners that reads and writes
- * datagrams in batches (recvmmsg) and sends synchronously (sendto), with
- * SO_REUSEPORT so each cluster worker can own a socket on the shared port.
+ * sip_udp: a UDP socket for the edge's listeners that reads datagrams in
+ * batches (recvmmsg) and sends them in batches (sendmmsg) or one at a time
+ * (sendto), with SO_REUSEPORT so each cluster worker can own a socket on
+ * the shared port.
  *
  * Why: under load Node's dgram pays per datagram for a recvmsg, a second
  * recvmsg that returns EAGAIN, a JS callback, a Buffer with its own backing
@@ -9,8 +10,9 @@
  * (perf/RESULTS.md, "The floor: a bare Node relay"). Here one readable
  * event costs one recvmmsg of up to BATCH datagrams and one call into JS;
  * the datagrams land in a receive area and a table the JS side allocated
- * and reads in place (src/transport/native-udp.ts), and a send is one
- * sendto with no request object and no callback.
+ * and reads in place (src/transport/native-udp.ts); what JS sends while it
+ * handles them is held and goes out in one sendmmsg (js_send, js_flush),
+ * with no request object and no callback per datagram.
  *
  * The socket is polled on Node's own libuv loop (uv_poll_t), so the
  * callbacks run on the JS thread like any other I/O.
@@ -495,21 +497,6 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ref(handle, yes): whether the socket keeps the process alive (as dgram's ref/unref). */
-static napi_value js_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  sock_t *s = unwrap(env, argv[0]);
-  bool yes;
-  napi_get_value_bool(env, argv[1], &yes);
-  if (s != NULL && !s->closing) {
-    if (yes) uv_ref((uv_handle_t *)&s->poll);
-    else uv_unref((uv_handle_t *)&s->poll);
-  }
-  return NULL;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
@@ -517,7 +504,6 @@ static napi_value init(napi_env env, napi_value exports) {
     {"flush", NULL, js_flush, NULL, NULL, NULL, napi_default, NULL},
     {"quiesce", NULL, js_quiesce, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
-    {"ref", NULL, js_ref, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value v;

@@ -144,9 +144,10 @@ export async function startWorker(configPath: string): Promise<void> {
       logBindings: { worker: id, pid: process.pid },
       // Any worker may read a datagram on the shared port (the native
       // socket's SO_REUSEPORT group spreads them at random; dgram's shared
-      // socket gives each to whoever reads first); requests towards targets leave from this worker's own port
-      // instead, so their answers come back here, where their failover
-      // state and the phone's TCP/TLS/WS connection are.
+      // socket gives each to whoever reads first); requests towards
+      // targets leave from this worker's own port instead, so their
+      // answers come back here, where their failover state and the
+      // phone's TCP/TLS/WS connection are.
       udpPrivateSockets: true,
       // With the native socket, this worker's UDP socket is one of a group
       // of this many on the port; the kernel spreads datagrams over them.

@@ -6,11 +6,12 @@ import { fileURLToPath } from "node:url";
 /**
  * The native UDP socket (native/udp/sip_udp.c), built by
  * scripts/build-native.mjs at install time. It reads up to BATCH datagrams
- * per readable event with one recvmmsg and hands them to JS in one call,
- * and sends with a plain synchronous sendto. SO_REUSEPORT lets each
- * cluster worker own a socket on the shared port, so the kernel spreads
- * datagrams over the workers by source address instead of waking all of
- * them (Node 20's dgram has no reusePort).
+ * per readable event with one recvmmsg and hands them to JS in one call;
+ * what is sent while they are handled goes out in one sendmmsg per socket
+ * (`batching` below), anything else with one synchronous sendto.
+ * SO_REUSEPORT lets each cluster worker own a socket on the shared port,
+ * and the kernel spreads datagrams over the workers at random instead of
+ * waking all of them (Node 20's dgram has no reusePort).
  *
  * When the addon is not built (no compiler or headers on the machine), the
  * edge uses dgram and logs why (`udp.io` in the config).
@@ -21,7 +22,6 @@ interface Binding {
   flush(handle: unknown, status: Int32Array): number;
   quiesce(handle: unknown): number;
   close(handle: unknown): void;
-  ref(handle: unknown, yes: boolean): void;
   readonly BATCH: number;
   readonly SLOT: number;
   readonly META_INTS: number;

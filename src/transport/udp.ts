@@ -19,7 +19,7 @@ export interface UdpHost {
 /**
  * How a listener's sockets do their I/O. `native` is the addon of
  * native/udp (src/transport/native-udp.ts): one recvmmsg per readable
- * event and a synchronous sendto. `group` > 0 puts the listener's socket in
+ * event, and one sendmmsg for what is sent while those are handled. `group` > 0 puts the listener's socket in
  * an SO_REUSEPORT group of that many sockets on the port (one per cluster
  * worker) instead of node:cluster's shared socket; a port of 0 cannot be
  * agreed on that way, so such a listener stays on dgram in a worker.

@@ -3,6 +3,8 @@
  * log lines (primary and workers) are collected to wait on.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "./wait.js";
 
@@ -11,6 +13,14 @@ const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
 export const WAIT = { timeoutMs: 30_000 };
 
 export type LogLine = Record<string, unknown> & { msg?: string; worker?: number; pid?: number; role?: string };
+
+/** An edge.yaml of these lines in a new temporary directory; the test removes `dir`. */
+export function tempConfig(prefix: string, lines: readonly string[]): { dir: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const file = join(dir, "edge.yaml");
+  writeFileSync(file, [...lines, ""].join("\n"));
+  return { dir, file };
+}
 
 /** One `sip-edge start` process tree; `stop()` ends the primary and any worker left behind. */
 export class EdgeProcess {

@@ -10,13 +10,11 @@
  */
 import t, { type Test } from "tap";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { StreamFramer } from "../../src/sip/framer.js";
 import { UdpPeer, answer, pbxBehaviour } from "../helpers/edge-live.js";
-import { EdgeProcess, WAIT, type LogLine } from "../helpers/edge-process.js";
+import { EdgeProcess, WAIT, tempConfig, type LogLine } from "../helpers/edge-process.js";
 // A port free for both UDP and TCP: the cluster workers all bind the same one.
 import { freePort } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
@@ -130,21 +128,15 @@ async function flowsEdge(t: Test, acceptsPath: boolean) {
     if (!text.startsWith("SIP/2.0")) pbxBehaviour(text, p, rinfo);
   });
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "sip-edge-flows-"));
-  const file = join(dir, "edge.yaml");
-  writeFileSync(
-    file,
-    [
-      "log: { level: debug }",
-      "listen:",
-      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
-      `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
-      "targets:",
-      `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: ${acceptsPath} }`,
-      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
-      "",
-    ].join("\n"),
-  );
+  const { dir, file } = tempConfig("sip-edge-flows-", [
+    "log: { level: debug }",
+    "listen:",
+    `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
+    `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
+    "targets:",
+    `  - { name: main, uri: "sip:127.0.0.1:${pbx.port}", acceptsPath: ${acceptsPath} }`,
+    "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+  ]);
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
   const phones: Phone[] = [];
   t.teardown(async () => {

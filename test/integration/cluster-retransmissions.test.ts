@@ -11,11 +11,9 @@
  * Every wait is on an event (a packet, a log line) with a generous bound.
  */
 import t from "tap";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { UdpPeer, answer, pbxBehaviour } from "../helpers/edge-live.js";
-import { EdgeProcess, WAIT } from "../helpers/edge-process.js";
+import { EdgeProcess, WAIT, tempConfig } from "../helpers/edge-process.js";
 // A port free for both UDP and TCP: the cluster workers all bind the same one.
 import { freePort } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
@@ -71,24 +69,18 @@ t.test("with two workers a retransmission forwarded by the other worker is never
     pbxBehaviour(text, p, rinfo);
   });
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "sip-edge-retrans-"));
-  const file = join(dir, "edge.yaml");
-  writeFileSync(
-    file,
-    [
-      // debug: each yield is logged with its Call-ID.
-      "log: { level: debug }",
-      "listen:",
-      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
-      "targets:",
-      `  - { name: main, uri: "sip:127.0.0.1:${main.port}" }`,
-      `  - { name: standby, uri: "sip:127.0.0.1:${standby.port}" }`,
-      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
-      // Short, so the ignored copies' timers fire soon.
-      "failover: { requestTimeoutMs: 300 }",
-      "",
-    ].join("\n"),
-  );
+  const { dir, file } = tempConfig("sip-edge-retrans-", [
+    // debug: each yield is logged with its Call-ID.
+    "log: { level: debug }",
+    "listen:",
+    `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
+    "targets:",
+    `  - { name: main, uri: "sip:127.0.0.1:${main.port}" }`,
+    `  - { name: standby, uri: "sip:127.0.0.1:${standby.port}" }`,
+    "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+    // Short, so the ignored copies' timers fire soon.
+    "failover: { requestTimeoutMs: 300 }",
+  ]);
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
   const phone = await UdpPeer.open();
   t.teardown(async () => {

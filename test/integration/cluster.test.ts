@@ -6,35 +6,27 @@
  */
 import t, { type Test } from "tap";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { availableParallelism, tmpdir } from "node:os";
-import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { UdpPeer, answer, pbxBehaviour } from "../helpers/edge-live.js";
-import { EdgeProcess, WAIT } from "../helpers/edge-process.js";
+import { EdgeProcess, WAIT, tempConfig } from "../helpers/edge-process.js";
 // A port free for both UDP and TCP: the cluster workers all bind the same one.
 import { freePort } from "../helpers/sipp.js";
 import { waitFor } from "../helpers/wait.js";
 
 function configFile(port: number, mainPort: number, standbyPort: number, level: string, io: "auto" | "dgram"): { dir: string; file: string } {
-  const dir = mkdtempSync(join(tmpdir(), "sip-edge-cluster-"));
-  const file = join(dir, "edge.yaml");
-  writeFileSync(
-    file,
-    [
-      `log: { level: ${level} }`,
-      "listen:",
-      `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
-      `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
-      "targets:",
-      `  - { name: main, uri: "sip:127.0.0.1:${mainPort}" }`,
-      `  - { name: standby, uri: "sip:127.0.0.1:${standbyPort}" }`,
-      "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
-      `udp: { io: ${io} }`,
-      "",
-    ].join("\n"),
-  );
-  return { dir, file };
+  return tempConfig("sip-edge-cluster-", [
+    `log: { level: ${level} }`,
+    "listen:",
+    `  - { transport: udp, address: 127.0.0.1, port: ${port} }`,
+    `  - { transport: tcp, address: 127.0.0.1, port: ${port} }`,
+    "targets:",
+    `  - { name: main, uri: "sip:127.0.0.1:${mainPort}" }`,
+    `  - { name: standby, uri: "sip:127.0.0.1:${standbyPort}" }`,
+    "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
+    `udp: { io: ${io} }`,
+  ]);
 }
 
 function options(edgePort: number, callId: string, via: string): string {
