@@ -293,8 +293,24 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   getsockname(fd, (struct sockaddr *)&bound, &blen);
   int bound_port = bound.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&bound)->sin_port) : ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
 
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  /* Everything that can fail comes before the references below, so a failure leaves nothing behind. */
   sock_t *s = calloc(1, sizeof *s);
-  s->out_area = malloc(SEND_AREA);
+  uint8_t *out_area = s == NULL ? NULL : malloc(SEND_AREA);
+  if (out_area == NULL) {
+    close(fd);
+    free(s);
+    return throw_errno(env, "open", ENOMEM);
+  }
+  int pe = uv_poll_init(loop, &s->poll, fd);
+  if (pe != 0) {
+    close(fd);
+    free(out_area);
+    free(s);
+    return throw_errno(env, "uv_poll_init", -pe);
+  }
+  s->out_area = out_area;
   s->fd = fd;
   s->family = family;
   s->env = env;
@@ -311,13 +327,6 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "sip-udp", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->actx);
 
-  uv_loop_t *loop;
-  napi_get_uv_event_loop(env, &loop);
-  if (uv_poll_init(loop, &s->poll, fd) != 0) {
-    close(fd);
-    free(s);
-    return throw_errno(env, "uv_poll_init", EINVAL);
-  }
   s->poll.data = s;
   uv_poll_start(&s->poll, UV_READABLE, on_poll);
 
