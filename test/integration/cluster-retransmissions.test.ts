@@ -80,6 +80,8 @@ t.test("with two workers a retransmission forwarded by the other worker is never
     "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
     // Short, so the ignored copies' timers fire soon.
     "failover: { requestTimeoutMs: 300 }",
+    // Not shedding: a starved edge's 503 Overloaded would read as a failure answer here.
+    "overload: { shedAtMs: 0 }",
   ]);
   const edge = EdgeProcess.start(file, ["--workers", "2", "--drain", "1"]);
   const phone = await UdpPeer.open();

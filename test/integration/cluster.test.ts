@@ -26,6 +26,8 @@ function configFile(port: number, mainPort: number, standbyPort: number, level: 
     `  - { name: standby, uri: "sip:127.0.0.1:${standbyPort}" }`,
     "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 500 }",
     `udp: { io: ${io} }`,
+    // Not shedding: a starved edge's 503 Overloaded would read as a lost request here.
+    "overload: { shedAtMs: 0 }",
   ]);
 }
 

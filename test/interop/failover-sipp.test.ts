@@ -37,6 +37,10 @@ function writeConfig(dir: string, mainPort: number, standbyPort: number, registe
       "health: { intervalSeconds: 1, intervalDownSeconds: 1, timeoutMs: 300, downAfter: 2, upAfter: 2 }",
       "policy: { holdDownSeconds: 2, failbackStableSeconds: 3, graceSeconds: 5, deviceTable: devices.yaml }",
       "failover: { requestTimeoutMs: 1000 }",
+      // Not shedding: the suite runs files in parallel on two cores, and a
+      // starved edge answering 503 Overloaded is overload control at work
+      // (test/unit/overload.test.ts), not what these calls check.
+      "overload: { shedAtMs: 0 }",
       "",
     ].join("\n"),
   );

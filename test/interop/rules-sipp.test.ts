@@ -154,6 +154,10 @@ if (sipp === undefined) {
         "targets:",
         `  - { name: pbx-a, uri: "sip:${HOST}:${pbxA.port}", acceptsPath: true }`,
         `  - { name: pbx-b, uri: "sip:${HOST}:${pbxB.port}", acceptsPath: true }`,
+        // Not shedding: the suite runs files in parallel on two cores, and a
+        // starved edge answering 503 Overloaded is overload control at work
+        // (test/unit/overload.test.ts), not what these calls check.
+        "overload: { shedAtMs: 0 }",
         "",
       ].join("\n"),
     );
@@ -312,6 +316,10 @@ if (sipp === undefined) {
         `  - { name: carrier-b, uri: "sip:${HOST}:${carrierB.port}", priority: 20 }`,
         // Default health (downAfter 3): a carrier's refused calls are its
         // breaker's to judge, not passive health signals.
+        // Not shedding: the suite runs files in parallel on two cores, and a
+        // starved edge answering 503 Overloaded is overload control at work
+        // (test/unit/overload.test.ts), not what these calls check.
+        "overload: { shedAtMs: 0 }",
         "",
       ].join("\n"),
     );
