@@ -455,13 +455,16 @@ export class SippProcess {
   }
 }
 
-function buildArgs(o: SippOptions, port: number, controlPort: number, mediaPort: number, statFile: string): string[] {
+function buildArgs(o: SippOptions, port: number, mediaPort: number, statFile: string): string[] {
   const localIp = o.localIp ?? "127.0.0.1";
   const args: string[] = [];
   if (o.remote !== undefined) args.push(`${o.remote.host.includes(":") ? `[${o.remote.host}]` : o.remote.host}:${o.remote.port}`);
   args.push("-sf", scenarioPath(o.scenario));
   args.push("-t", (o.transport ?? "udp") === "udp" ? "u1" : "t1");
-  args.push("-i", localIp, "-p", String(port), "-cp", String(controlPort), "-mp", String(mediaPort));
+  // No -cp: with a port picked here, a client whose pick was taken before
+  // its bind exited at once (a client is not retried below; seen in CI);
+  // without it SIPp itself tries the ports from 8888 up until one is free.
+  args.push("-i", localIp, "-p", String(port), "-mp", String(mediaPort));
   args.push("-nostdin", "-timeout", `${o.timeoutS}s`, "-timeout_error", "-recv_timeout", String(o.recvTimeoutMs ?? 32_000));
   // Statistics every second; the last line is the final one written at exit.
   args.push("-trace_stat", "-stf", statFile, "-fd", "1", "-trace_err");
@@ -495,9 +498,9 @@ export async function startSipp(o: SippOptions): Promise<SippProcess> {
   for (let attempt = 0; attempt < attempts; attempt++) {
     const ownsWorkDir = o.workDir === undefined;
     const workDir = o.workDir ?? mkdtempSync(join(tmpdir(), "sipp-"));
-    const [port, controlPort, mediaPort] = [o.localPort ?? (await freePort(o.localIp)), await freePort(), await freePort()] as [number, number, number];
+    const [port, mediaPort] = [o.localPort ?? (await freePort(o.localIp)), await freePort()] as [number, number];
     const statFile = join(workDir, `stat_${port}_${attempt}.csv`);
-    const child = spawn(bin, buildArgs(o, port, controlPort, mediaPort, statFile), { cwd: workDir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(bin, buildArgs(o, port, mediaPort, statFile), { cwd: workDir, stdio: ["ignore", "pipe", "pipe"] });
     const spawnError = new Promise<Error>((res) => child.once("error", res));
     if (child.pid === undefined) {
       throw await spawnError;
