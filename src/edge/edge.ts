@@ -283,7 +283,7 @@ export class Edge {
       targets: () => holder.edge!.targetList,
       resolver,
       flowTokens: new FlowTokenCodec(o.flowKey),
-      softState: new SoftState(o.softState),
+      softState: new SoftState(o.softState, o.clock),
       counters,
       logger: log.child({ module: "proxy" }),
       clock: o.clock,

@@ -541,7 +541,8 @@ export class Proxy {
   /** Stops failover for a transaction: it has an answer from beyond its target. */
   private settle(st: TxnState, key: string): void {
     if (st.retry !== undefined) this.cancelRetryTimer(st.retry);
-    delete st.retry;
+    // Not `delete`: that turns the entry into a dictionary twice its size.
+    st.retry = undefined;
     this.d.softState.unwait(key, st);
   }
 
@@ -713,14 +714,20 @@ export class Proxy {
     }
     if (status >= 200 && status < 300) st.shapeResponse?.(m);
     if (this.isDone(m, st)) {
-      // Nothing will need this transaction again: drop what it holds now
-      // rather than at its TTL (at 10,000 REGISTER/s that is most of the
-      // soft state). The small entry itself stays for the LRU to evict:
-      // lru-cache's delete() clears all its arrays whenever the cache
-      // becomes empty, which made a delete per transaction O(maxEntries).
+      // Nothing in this process will need the transaction again: a late
+      // retransmission is routed afresh, and reaches the same target while
+      // it is up. With peers the entry stays, trimmed: another worker that
+      // forwarded a retransmission may still ask who owns it
+      // (transactionStamp), and "none" would make it fail over.
       this.settle(st, key);
-      delete st.shapeResponse;
-      delete st.ackBase;
+      if (this.d.peers === undefined) {
+        this.d.softState.forget(key);
+      } else {
+        // Assigned, not deleted: a delete turns the object into a slow
+        // dictionary twice its size, and it lives until evicted.
+        st.shapeResponse = undefined;
+        st.ackBase = undefined;
+      }
       return true;
     }
     const retry = st.retry;

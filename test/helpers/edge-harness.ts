@@ -65,7 +65,7 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
   const router = opts.router ?? new PriorityRouter(targets);
   const counters = new Counters();
   const flowTokens = new FlowTokenCodec(KEY);
-  const softState = new SoftState({ maxEntries: 1000, ttlMs: 60_000 });
+  const softState = new SoftState({ maxEntries: 1000, ttlMs: 60_000 }, clock);
   const proxy = new Proxy({
     transport,
     identity: new EdgeIdentity([UDP, TCP], opts.domains ?? ["edge.example.com"]),

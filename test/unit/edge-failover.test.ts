@@ -261,6 +261,26 @@ t.test("regression: a finished transaction is trimmed in place, not deleted (lru
   t.equal(e.clock.pending, 0, "no timer left");
 });
 
+t.test("one process: a finished transaction is forgotten, so finished REGISTERs do not fill the soft state", async (t) => {
+  const e = setup();
+  const reg = INVITE.replace(/INVITE/g, "REGISTER");
+  // Another transaction in the soft state: the last entry is always left (above).
+  e.deliver(reg.replace(/fo-call-1/g, "fo-call-other"), PHONE);
+  e.transport.take();
+  e.deliver(reg, PHONE);
+  const fwd = e.transport.take();
+  t.equal(e.softState.size, 2);
+  e.deliver(response("200 OK", fwd.data, "x", "REGISTER"), MAIN);
+  t.same(e.transport.take().dest, PHONE, "the 200 relayed");
+  t.equal(e.softState.get("fo-call-1", "z9hG4bKfo1"), undefined, "the finished REGISTER is gone");
+  t.equal(e.softState.size, 1);
+  // A retransmission the phone sent before it saw the 200 is routed afresh, to the same target.
+  e.deliver(reg, PHONE);
+  const again = e.transport.take();
+  t.same(again.dest, MAIN);
+  t.equal(branchOf(again.data), branchOf(fwd.data), "with the same branch, so Main sees a retransmission");
+});
+
 t.test("regression: the 503 that takes Main down is absorbed, not relayed, while the INVITE goes on to Standby once", async (t) => {
   // The edge's health hears each outcome synchronously; the failure that
   // reaches downAfter makes it call targetDown() before the proxy has

@@ -225,6 +225,18 @@ t.test("the overload deferral comes first; the question follows it", async (t) =
   t.same(e.transport.take().dest, STANDBY);
 });
 
+t.test("with peers a finished transaction stays, trimmed, so a worker that asks later is told who owns it", async (t) => {
+  const e = setup();
+  e.deliver(INVITE, PHONE);
+  const fwd = e.transport.take();
+  e.deliver(response("200 OK", fwd.data), MAIN);
+  t.same(e.transport.take().dest, PHONE, "the 200 relayed");
+  const st = e.softState.getByKey(KEY);
+  t.ok(st, "kept");
+  t.equal(st?.retry, undefined, "no failover state");
+  t.same(e.proxy.transactionStamp(KEY), { firstAt: 1000, heard: true }, "an asking worker learns this one owns it");
+});
+
 t.test("one process: nothing stamped, no question", async (t) => {
   const e = makeEdge();
   e.deliver(INVITE, PHONE);
