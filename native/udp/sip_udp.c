@@ -380,25 +380,36 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   void *data = NULL;
   size_t len = 0;
   char *text = NULL;
+  /*
+   * Text is one character per byte (latin1), as the edge reads messages
+   * (src/transport/bytes.ts): the characters are the datagram's bytes. A
+   * held text is written straight into the send area; one sent now is
+   * copied out first.
+   */
   if (is_buffer) {
     napi_get_buffer_info(env, argv[1], &data, &len);
-  } else {
-    if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &len) != napi_ok) {
-      napi_create_int32(env, EINVAL, &rv);
+  } else if (napi_get_value_string_latin1(env, argv[1], NULL, 0, &len) != napi_ok) {
+    napi_create_int32(env, EINVAL, &rv);
+    return rv;
+  } else if (!hold) {
+    text = malloc(len + 1);
+    if (text == NULL) {
+      napi_create_int32(env, ENOMEM, &rv);
       return rv;
     }
-    text = malloc(len + 1);
-    napi_get_value_string_utf8(env, argv[1], text, len + 1, &len);
+    napi_get_value_string_latin1(env, argv[1], text, len + 1, &len);
     data = text;
   }
   if (!hold) {
     if (sendto(s->fd, data, len, 0, (struct sockaddr *)&to, tolen) < 0) result = errno;
-  } else if (s->out_n == SEND_BATCH || s->out_used + len > SEND_AREA) {
+  } else if (s->out_n == SEND_BATCH || s->out_used + len + 1 > SEND_AREA) {
+    /* (+1: the latin1 copy of a text writes a terminating NUL after it.) */
     result = -1;
   } else {
     int k = s->out_n++;
     uint8_t *at = s->out_area + s->out_used;
-    memcpy(at, data, len);
+    if (is_buffer) memcpy(at, data, len);
+    else napi_get_value_string_latin1(env, argv[1], (char *)at, len + 1, &len);
     s->out_used += len;
     s->out_to[k] = to;
     s->out_iov[k].iov_base = at;

@@ -83,8 +83,8 @@ export class FlowRelay implements RemoteFlows {
       return;
     }
     const ref = this.pending.nextRef();
-    // A string goes on a socket as UTF-8: the same bytes, as latin1 text.
-    const text = typeof data === "string" ? Buffer.from(data, "utf8").toString("latin1") : data.toString("latin1");
+    // Over IPC as latin1 text, one character per byte; given text is that already (src/transport/bytes.ts).
+    const text = typeof data === "string" ? data : data.toString("latin1");
     if (!this.o.send({ kind: "flow-handover", owner: ownerId, ref, flowId, dest, data: text })) {
       this.failNow(onFailure, "flow-gone", "no channel to the primary");
       return;

@@ -619,7 +619,9 @@ export class Proxy {
 
   /** `toTarget`: a request towards a target leaves from this worker's own UDP port, so its answer comes back here (src/transport/udp.ts). */
   private send(m: SipMessage, dest: Endpoint, flowId: string | undefined, inb: Inbound, target?: Target, callerBranch?: string, toTarget = false, txnKey?: string): void {
-    const data = m.toBuffer();
+    // Text, one character per byte: the native UDP socket writes it straight
+    // into its send area; other transports make the Buffer (src/transport/bytes.ts).
+    const data = m.toString();
     // A response's error only counts (no target, nothing to retry or answer):
     // one callback serves them all instead of a closure per response.
     const onError = !m.isRequest && target === undefined ? this.onResponseSendError : (e: { code: string }): void => {
@@ -884,7 +886,17 @@ export class Proxy {
 
   /** The 2xx to an aliased REGISTER lists our rewritten Contacts: give the phone its own back. */
   private unaliasContacts(m: SipMessage): void {
-    if (!m.has("Contact")) return;
+    // Most answers carry no alias of ours (the phone registered with Path):
+    // their Contacts are not parsed at all. `aliasParam` matches the name
+    // as the edge wrote it, so the raw check finds every one it would.
+    let aliased = false;
+    for (const h of m.headers) {
+      if (h.name === "contact" && h.raw.includes("alias=")) {
+        aliased = true;
+        break;
+      }
+    }
+    if (!aliased) return;
     const contacts = m.contacts();
     if (contacts === undefined || contacts.star) return;
     let changed = false;

@@ -3,6 +3,7 @@ import type { WebSocket } from "ws";
 import type { FramerLimits } from "../sip/framer.js";
 import type { Clock, TimerHandle } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
+import { bytesOf } from "./bytes.js";
 import { defaultAdvertise, endpointKey, familyOf, isValidDestination, isWildcard, mappedAddress, normalizeAddress } from "./address.js";
 import { ConnectionBudget } from "./budget.js";
 import { openStream, openWebSocket } from "./connect.js";
@@ -268,7 +269,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     if (flowId !== undefined) {
       const flow = this.flows.get(flowId);
       if (flow === undefined || flow.state === "closed") return this.handOver(dest, flowId, data, onError);
-      flow.send(data, onError);
+      flow.send(bytesOf(data), onError);
       return true;
     }
     if (this.state !== "running") {
@@ -286,7 +287,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     }
     const key = endpointKey(dest.transport, dest.address, dest.port);
     const flow = this.reusable(key) ?? this.connect(dest, key, opts?.servername, onError);
-    flow?.send(data, onError);
+    flow?.send(bytesOf(data), onError);
     return true;
   }
 
@@ -534,3 +535,4 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     queueMicrotask(() => this.report(onError, e));
   }
 }
+

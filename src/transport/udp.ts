@@ -5,6 +5,7 @@ import { isIP } from "node:net";
 import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/logger.js";
 import { isWildcard, listenerId, normalizeAddress } from "./address.js";
+import { bytesOf } from "./bytes.js";
 import { NativeUdpSocket, nativeUdp, sendError } from "./native-udp.js";
 import { DelayEstimate, PROBE_BYTES, decodeProbe, encodeProbe } from "./queue-delay.js";
 import type { BoundListener, ListenerSpec } from "./types.js";
@@ -258,7 +259,8 @@ class DgramSocket implements DatagramSocket {
 
   send(data: Buffer | string, port: number, address: string, done: SendDone): void {
     try {
-      this.s.send(data, port, address, done);
+      // dgram would encode text as UTF-8 (src/transport/bytes.ts).
+      this.s.send(bytesOf(data), port, address, done);
     } catch (err) {
       // The socket is closed (shutdown race).
       process.nextTick(done, err instanceof Error ? err : new Error(String(err)));

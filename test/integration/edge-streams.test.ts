@@ -147,6 +147,46 @@ t.test("WS and WSS: one SIP message per WebSocket message, subprotocol sip", asy
   }
 });
 
+t.test("regression: over TCP and WS an answer of the edge's own carries the request's bytes (UTF-8 in a display name was encoded twice)", async (t) => {
+  const { edge } = await pbxAndEdge(t);
+  const name = Buffer.from("Jürgen", "utf8").toString("latin1"); // one character per byte
+  const options = (transport: string, branch: string): string =>
+    [
+      "OPTIONS sip:edge.example.com SIP/2.0",
+      `Via: SIP/2.0/${transport} phone.invalid;branch=${branch};rport`,
+      "Max-Forwards: 70",
+      `From: "${name}" <sip:1001@edge.example.com>;tag=u1`,
+      "To: <sip:edge.example.com>",
+      `Call-ID: utf8-${branch}`,
+      "CSeq: 1 OPTIONS",
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+  const from = `\r\nFrom: "${name}" <sip:1001@edge.example.com>;tag=u1\r\n`;
+
+  const sock = tcpConnect(portOf(edge, "tcp"), "127.0.0.1");
+  await once(sock, "connect");
+  const got = collect(sock);
+  sock.write(Buffer.from(options("TCP", "z9hG4bKutf8tcp"), "latin1"));
+  const tcpAnswer = await waitFor(() => got[0]);
+  t.match(tcpAnswer, /^SIP\/2\.0 200 OK\r\n/);
+  t.ok(tcpAnswer.includes(from), "TCP: From byte for byte");
+  sock.destroy();
+
+  const ws = new WebSocket(`ws://127.0.0.1:${portOf(edge, "ws")}`, "sip");
+  await once(ws, "open");
+  const frames: { text: string; binary: boolean }[] = [];
+  ws.on("message", (d: Buffer, binary: boolean) => frames.push({ text: d.toString("latin1"), binary }));
+  ws.send(Buffer.from(options("WS", "z9hG4bKutf8ws"), "latin1"), { binary: false });
+  const wsAnswer = await waitFor(() => frames[0]);
+  t.match(wsAnswer.text, /^SIP\/2\.0 200 OK\r\n/);
+  t.ok(wsAnswer.text.includes(from), "WS: From byte for byte");
+  t.equal(wsAnswer.binary, false, "valid UTF-8, so a text frame (RFC 7118 §5.1)");
+  ws.close();
+  await once(ws, "close");
+});
+
 t.test("SIP.js UserAgent registers over WS through the edge and places a call", async (t) => {
   const { pbx, edge } = await pbxAndEdge(t);
   (globalThis as { WebSocket?: unknown }).WebSocket = WebSocket;

@@ -57,8 +57,9 @@ t.test("the sender: one message to the primary per hand-over, a failure report r
   t.match(m, { kind: "flow-handover", owner: 2, ref: 1, flowId: "2.abc123-1", dest: DEST });
   t.same(toPrimary(JSON.parse(JSON.stringify(m))), m, "it survives JSON (the IPC channel) and validation unchanged");
   t.same(Buffer.from((m as { data: string }).data, "latin1"), bytes, "every byte arrives as it was, 0x00 and 0xff included");
-  r.send("2", "2.abc123-1", DEST, "é", onFailure);
-  t.same(Buffer.from((sent[1] as { data: string }).data, "latin1"), Buffer.from("é", "utf8"), "a string is sent as the UTF-8 a socket would write");
+  // Text is one character per byte (src/transport/bytes.ts): "é" in UTF-8 is these two.
+  r.send("2", "2.abc123-1", DEST, "\u00c3\u00a9", onFailure);
+  t.same(Buffer.from((sent[1] as { data: string }).data, "latin1"), Buffer.from("é", "utf8"), "a text goes as its bytes, one per character");
   t.equal(counters.get("flow.handover.out"), 2);
   t.equal(r.waiting, 2);
 
