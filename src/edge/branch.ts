@@ -20,15 +20,21 @@ export const EDGE_BRANCH_PREFIX = `${MAGIC_COOKIE}-sE`;
  */
 export function deriveBranch(m: SipMessage, via: Via = m.topVia): string {
   const branch = via.branch;
-  let input: string;
+  begin();
   if (branch !== undefined && branch.startsWith(MAGIC_COOKIE) && branch.length > MAGIC_COOKIE.length) {
-    input = `${branch}|${via.host}|${via.port ?? ""}`;
+    // Fed part by part: the same hash as of `${branch}|${host}|${port}`,
+    // without building that string per request.
+    feed(branch);
+    feed("|");
+    feed(via.host);
+    feed("|");
+    if (via.port !== undefined) feedDigits(via.port);
   } else {
     // The To tag is left out: the ACK of a non-2xx carries one that its
     // INVITE did not, and both must map to the same branch.
-    input = `${m.get("From") ?? ""}|${m.callId}|${m.requestUri}|${via.raw}|${m.cseq.seq}`;
+    feed(`${m.get("From") ?? ""}|${m.callId}|${m.requestUri}|${via.raw}|${m.cseq.seq}`);
   }
-  return EDGE_BRANCH_PREFIX + hash96(input);
+  return EDGE_BRANCH_PREFIX + finish();
 }
 
 /**
@@ -37,18 +43,50 @@ export function deriveBranch(m: SipMessage, via: Via = m.topVia): string {
  * this runs once per forwarded request.
  */
 export function hash96(s: string): string {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ 0x5bd1e995;
-  let c = 0x27d4eb2f;
-  for (let i = 0; i < s.length; i++) {
-    const ch = s.charCodeAt(i);
-    a = Math.imul(a ^ ch, 0x01000193);
-    b = Math.imul(b ^ ch, 0x5bd1e995);
-    c = Math.imul(c ^ ch, 0x85ebca6b);
+  begin();
+  feed(s);
+  return finish();
+}
+
+// The lanes of the hash being fed (one at a time: JS runs one call at a time).
+let la = 0;
+let lb = 0;
+let lc = 0;
+let fed = 0;
+
+function begin(): void {
+  la = 0x811c9dc5;
+  lb = 0x01000193 ^ 0x5bd1e995;
+  lc = 0x27d4eb2f;
+  fed = 0;
+}
+
+function feedChar(ch: number): void {
+  la = Math.imul(la ^ ch, 0x01000193);
+  lb = Math.imul(lb ^ ch, 0x5bd1e995);
+  lc = Math.imul(lc ^ ch, 0x85ebca6b);
+}
+
+function feed(s: string): void {
+  for (let i = 0; i < s.length; i++) feedChar(s.charCodeAt(i));
+  fed += s.length;
+}
+
+/** The decimal digits of `n` (a port: 0-65535), as `String(n)` would feed them. */
+function feedDigits(n: number): void {
+  let div = 1;
+  while (div * 10 <= n) div *= 10;
+  for (; div >= 1; div = (div / 10) | 0) {
+    feedChar(48 + (((n / div) | 0) % 10));
+    fed++;
+    if (div === 1) break;
   }
-  a = fmix(a ^ s.length);
-  b = fmix(b ^ a);
-  c = fmix(c ^ b);
+}
+
+function finish(): string {
+  const a = fmix(la ^ fed);
+  const b = fmix(lb ^ a);
+  const c = fmix(lc ^ b);
   return (a >>> 0).toString(36) + (b >>> 0).toString(36) + (c >>> 0).toString(36);
 }
 

@@ -37,3 +37,21 @@ t.test("branches: stable per transaction, distinct across, RFC 2543 fallback", a
   for (let i = 0; i < 20000; i++) seen.add(hash96(`z9hG4bK${i}|192.0.2.5|5060`));
   t.equal(seen.size, 20000, "no collisions over 20k inputs");
 });
+
+t.test("a branch is the hash of branch|host|port fed in parts: the same branches as before the parts were fed one by one", async (t) => {
+  const via = (hostport: string) =>
+    parse(`INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP ${hostport};branch=z9hG4bKpart\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: k\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n`);
+  for (const [hostport, host, port] of [
+    ["192.0.2.5:5060", "192.0.2.5", "5060"],
+    ["192.0.2.5:0", "192.0.2.5", "0"],
+    ["192.0.2.5:7", "192.0.2.5", "7"],
+    ["192.0.2.5:10", "192.0.2.5", "10"],
+    ["192.0.2.5:65535", "192.0.2.5", "65535"],
+    ["phone.invalid", "phone.invalid", ""],
+    ["[2001:db8::1]:5062", "2001:db8::1", "5062"],
+  ] as const) {
+    const r = via(hostport);
+    if (!r.ok) return t.fail(`${hostport} parses`);
+    t.equal(deriveBranch(r.message), `z9hG4bK-sE${hash96(`z9hG4bKpart|${host}|${port}`)}`, hostport);
+  }
+});
