@@ -107,12 +107,15 @@ export interface Param {
 }
 
 /**
- * Parses `;name[=value]` generic parameters (RFC 3261 `generic-param`) from
- * `s[i..end)`, which must start at a `;` or be empty. LWS is allowed around
- * `;` and `=`. Returns undefined for an empty name or an unterminated quoted
- * value (RFC 4475 §3.1.2.1).
+ * Finds the `;name[=value]` generic parameters (RFC 3261 `generic-param`)
+ * of `s[i..end)`, which must start at a `;` or be empty, without making
+ * anything: four numbers per parameter are pushed to `spans` (name start,
+ * name end, value start, value end; value start -1 for a parameter without
+ * `=value`, e.g. bare `;rport`, `;lr`). LWS is allowed around `;` and `=`.
+ * False for an empty name or value, or an unterminated quoted value
+ * (RFC 4475 §3.1.2.1).
  */
-export function parseParams(s: string, i: number, end: number, out: Param[]): boolean {
+export function scanParams(s: string, i: number, end: number, spans: number[]): boolean {
   i = skipLws(s, i, end);
   while (i < end) {
     if (s.charCodeAt(i) !== 59 /* ; */) return false;
@@ -120,12 +123,13 @@ export function parseParams(s: string, i: number, end: number, out: Param[]): bo
     const nameStart = i;
     while (i < end && isTokenChar(s.charCodeAt(i))) i++;
     if (i === nameStart) return false;
-    const name = s.slice(nameStart, i);
+    const nameEnd = i;
     i = skipLws(s, i, end);
-    let value: string | null = null;
+    let vStart = -1;
+    let vEnd = -1;
     if (i < end && s.charCodeAt(i) === 61 /* = */) {
       i = skipLws(s, i + 1, end);
-      const vStart = i;
+      vStart = i;
       if (i < end && s.charCodeAt(i) === 34) {
         const j = skipQuoted(s, i, end);
         if (j < 0) return false;
@@ -143,11 +147,34 @@ export function parseParams(s: string, i: number, end: number, out: Param[]): bo
         }
       }
       if (i === vStart) return false;
-      value = s.slice(vStart, i);
+      vEnd = i;
       i = skipLws(s, i, end);
     }
-    out.push({ name, value });
+    spans.push(nameStart, nameEnd, vStart, vEnd);
   }
+  return true;
+}
+
+/** Reused by parseParams (JS runs one call at a time, and it calls nothing that uses it). */
+const SPANS: number[] = [];
+
+/** The parameters `scanParams` finds, as objects appended to `out`. */
+export function parseParams(s: string, i: number, end: number, out: Param[]): boolean {
+  SPANS.length = 0;
+  if (!scanParams(s, i, end, SPANS)) return false;
+  for (let k = 0; k < SPANS.length; k += 4) {
+    const vStart = SPANS[k + 2]!;
+    out.push({ name: s.slice(SPANS[k]!, SPANS[k + 1]!), value: vStart < 0 ? null : s.slice(vStart, SPANS[k + 3]!) });
+  }
+  return true;
+}
+
+/** Is `s[start..end)` the lower-case letters of `lower`, ignoring case? */
+export function isNameAt(s: string, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  // `| 0x20` lower-cases a letter; no other character lands on a lower-case
+  // letter that way, so this is exact for a name made of letters.
+  for (let k = 0; k < lower.length; k++) if ((s.charCodeAt(start + k) | 0x20) !== lower.charCodeAt(k)) return false;
   return true;
 }
 

@@ -1,4 +1,4 @@
-import { findParam, isLws, isTokenChar, parseParams, skipLws, splitTopLevel, trimEndLws, type Param } from "./lex.js";
+import { isLws, isNameAt, isTokenChar, scanParams, skipLws, splitTopLevel, trimEndLws } from "./lex.js";
 
 /** One Via value (RFC 3261 §20.42, RFC 3581 `rport`). */
 export interface Via {
@@ -9,7 +9,7 @@ export interface Via {
   /** sent-by host without IPv6 brackets. */
   host: string;
   port: number | undefined;
-  params: Param[];
+  /** The first `branch` parameter's value (the parameters themselves are not kept: nothing needs them). */
   branch: string | undefined;
   received: string | undefined;
   /** undefined: absent; null: bare `;rport` (a request for RFC 3581); number: filled in. */
@@ -119,41 +119,57 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     if (p > 65535) return fail("Via: port out of range");
     port = p;
   }
-  const params: Param[] = [];
-  if (!parseParams(s, i, end, params)) return fail("Via: malformed parameters");
+  const spans = VIA_SPANS;
+  spans.length = 0;
+  if (!scanParams(s, i, end, spans)) return fail("Via: malformed parameters");
+  // The first parameter of each name decides, as a lookup by name would;
+  // one without a value leaves branch and received unset.
   let branch: string | undefined;
   let received: string | undefined;
   let rport: number | null | undefined;
-  const branchP = findParam(params, "branch");
-  if (branchP !== undefined && branchP.value !== null) branch = branchP.value;
-  const receivedP = findParam(params, "received");
-  if (receivedP !== undefined && receivedP.value !== null) {
-    received = receivedP.value;
-    if (received.charCodeAt(0) === 91) received = received.slice(1, -1);
-  }
-  const rportP = findParam(params, "rport");
-  if (rportP !== undefined) {
-    if (rportP.value === null) rport = null;
-    else {
-      const v = rportP.value;
-      let n = 0;
-      for (let k = 0; k < v.length; k++) {
-        const c = v.charCodeAt(k);
-        if (c < 48 || c > 57) return fail("Via: bad rport");
-        n = n * 10 + (c - 48);
-      }
-      if (v.length > 5) return fail("Via: bad rport");
-      // A response must never be aimed at a port that cannot exist (RFC 3581 §4).
-      if (n > 65535) return fail("Via: rport out of range");
-      rport = n;
+  let seenBranch = false;
+  let seenReceived = false;
+  let rportStart = -2;
+  let rportEnd = -1;
+  for (let k = 0; k < spans.length; k += 4) {
+    const ns = spans[k]!;
+    const ne = spans[k + 1]!;
+    const vs = spans[k + 2]!;
+    const ve = spans[k + 3]!;
+    const len = ne - ns;
+    if (len === 6 && !seenBranch && isNameAt(s, ns, ne, "branch")) {
+      seenBranch = true;
+      if (vs >= 0) branch = s.slice(vs, ve);
+    } else if (len === 8 && !seenReceived && isNameAt(s, ns, ne, "received")) {
+      seenReceived = true;
+      if (vs >= 0) received = s.charCodeAt(vs) === 91 ? s.slice(vs + 1, ve - 1) : s.slice(vs, ve);
+    } else if (len === 5 && rportStart === -2 && isNameAt(s, ns, ne, "rport")) {
+      rportStart = vs;
+      rportEnd = ve;
     }
+  }
+  if (rportStart === -1) rport = null;
+  else if (rportStart >= 0) {
+    let n = 0;
+    for (let k = rportStart; k < rportEnd; k++) {
+      const c = s.charCodeAt(k);
+      if (c < 48 || c > 57) return fail("Via: bad rport");
+      n = n * 10 + (c - 48);
+    }
+    if (rportEnd - rportStart > 5) return fail("Via: bad rport");
+    // A response must never be aimed at a port that cannot exist (RFC 3581 §4).
+    if (n > 65535) return fail("Via: rport out of range");
+    rport = n;
   }
   const rawStart = skipLws(s, start, end);
   return {
     ok: true,
-    via: { protocol, transport, host, port, params, branch, received, rport, raw: s.slice(rawStart, trimEndLws(s, rawStart, end)) },
+    via: { protocol, transport, host, port, branch, received, rport, raw: s.slice(rawStart, trimEndLws(s, rawStart, end)) },
   };
 }
+
+/** Reused by parseViaValue for its parameter spans (JS runs one call at a time). */
+const VIA_SPANS: number[] = [];
 
 function isHostEnd(c: number): boolean {
   return c === 58 || c === 59 || isLws(c);
@@ -192,10 +208,6 @@ export function proxyVia(transport: string, host: string, port: number, branch: 
     transport,
     host: bare,
     port,
-    params: [
-      { name: "branch", value: branch },
-      { name: "rport", value: null },
-    ],
     branch,
     received: undefined,
     rport: null,

@@ -52,7 +52,7 @@ for (const { name: ioName, io } of UDP_IOS) {
     t.equal(edge.counters.get("tx.response.200"), 1);
   });
 
-  t.test(`${ioName}: OPTIONS to the edge is answered locally`, async (t) => {
+  t.test(`${ioName}: OPTIONS to the edge is answered locally, with the request's bytes as they came`, async (t) => {
     const edge = await startEdge([{ name: "main", uri: "sip:127.0.0.1:9", priority: 1 }], { udpIo: io });
     const phone = await UdpPeer.open();
     t.teardown(async () => {
@@ -65,21 +65,13 @@ for (const { name: ioName, io } of UDP_IOS) {
       udp,
     );
     t.match(await phone.nth(1), /^SIP\/2\.0 200 OK\r\n/);
-  });
 
-  t.test(`${ioName}: regression: an answer of the edge's own carries the request's bytes as they came (UTF-8 in a display name was encoded twice)`, async (t) => {
-    const edge = await startEdge([{ name: "main", uri: "sip:127.0.0.1:9", priority: 1 }], { udpIo: io });
-    const phone = await UdpPeer.open();
-    t.teardown(async () => {
-      phone.close();
-      await edge.stop();
-    });
-    const udp = portOf(edge, "udp");
+    // Regression: UTF-8 in a display name was encoded twice in the edge's own answers.
     // The UTF-8 bytes of "Jürgen" and "Zoë", as UdpPeer's latin1 text: one character per byte.
     const from = `From: "${Buffer.from("Jürgen", "utf8").toString("latin1")}" <sip:a@b>;tag=1`;
     const to = `To: "${Buffer.from("Zoë", "utf8").toString("latin1")}" <sip:127.0.0.1>`;
     phone.send([`OPTIONS sip:127.0.0.1:${udp} SIP/2.0`, "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKopt8", "Max-Forwards: 70", from, to, "Call-ID: o8", "CSeq: 1 OPTIONS", "Content-Length: 0", "", ""].join("\r\n"), udp);
-    const answer = await phone.nth(1);
+    const answer = await phone.nth(2);
     t.match(answer, /^SIP\/2\.0 200 OK\r\n/);
     t.ok(answer.includes(`\r\n${from}\r\n`), "From byte for byte");
     t.ok(answer.includes(`\r\n${to};tag=`), "To byte for byte, with our tag");

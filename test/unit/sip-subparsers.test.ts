@@ -152,6 +152,11 @@ const VIAS: ViaRow[] = [
   ["SIP/2.0/UDP 224.2.0.1;maddr=224.2.0.1;ttl=16", { host: "224.2.0.1" }],
   ["SIP/2.0/UDP h;branch", { branch: undefined }],
   ["SIP/2.0/UDP h_1.example.com.", { host: "h_1.example.com." }],
+  // Names in any case; the first of each name decides, even one without a value.
+  ["SIP/2.0/UDP h;BRANCH=z9hG4bKk;Received=192.0.2.7;RPort=5062;branch=z9hG4bKother;rport=9", { branch: "z9hG4bKk", received: "192.0.2.7", rport: 5062 }],
+  ["SIP/2.0/UDP h;branch;branch=z9hG4bKl;rport;rport=7", { branch: undefined, rport: null }],
+  ["SIP/2.0/UDP h;branchx=1;xbranch=2;receive=192.0.2.8;rports=3", { branch: undefined, received: undefined, rport: undefined }],
+  ["SIP/2.0/UDP h;br@nch=1", { error: /malformed parameters/ }],
   // errors
   ["", { error: /missing protocol name/ }],
   ["/2.0/UDP h", { error: /missing protocol name/ }],
