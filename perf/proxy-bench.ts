@@ -3,12 +3,15 @@
  * call and one registration, without sockets. One core, one process.
  *
  *   npm run bench:proxy
+ *   ALLOC=1 node dist/perf/proxy-bench.js   # heap allocated per call instead
  *
  * A "call" is the seven messages a proxy handles for INVITE/100/180/200/ACK/
  * BYE/200 (the 100 is the PBX's, relayed); a "registration" is REGISTER and
  * its 200. Each message goes through Proxy.onMessage exactly as the transport
  * layer would hand it over; sends go to a counting stub.
  */
+import { execFileSync } from "node:child_process";
+import { PerformanceObserver } from "node:perf_hooks";
 import { FlowTokenCodec } from "../src/edge/flow-token.js";
 import { EdgeIdentity } from "../src/edge/identity.js";
 import type { Endpoint, Listener, TransportPort } from "../src/edge/ports.js";
@@ -107,12 +110,50 @@ function bench(name: string, fn: (i: number) => void, seconds = 3): number {
   return usPer;
 }
 
-const rounds = Number(process.env.ROUNDS ?? 3);
-const calls: number[] = [];
-const regs: number[] = [];
-for (let r = 0; r < rounds; r++) {
-  calls.push(bench("call (7 messages)", oneCall));
-  regs.push(bench("registration (2 msgs)", oneRegistration));
+/**
+ * Heap allocated per call and per registration, harness included (its
+ * message strings are the same for every build, so an A/B difference is the
+ * proxy's). Counted, not timed: with the young generation fixed at 1 MiB
+ * every scavenge follows ~1 MiB of allocation, and the count does not move
+ * with the machine's speed, which on a shared VM drifts by tens of percent
+ * within minutes (perf/RESULTS.md).
+ */
+async function allocation(): Promise<void> {
+  let scavenges = 0;
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) if ((e as { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;
+  });
+  obs.observe({ entryTypes: ["gc"] });
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+  for (const [name, fn, n] of [
+    ["call (7 messages)", oneCall, 100_000],
+    ["registration (2 msgs)", oneRegistration, 300_000],
+  ] as const) {
+    for (let i = 0; i < 20_000; i++) fn(i);
+    await settle();
+    scavenges = 0;
+    for (let i = 0; i < n; i++) fn(1_000_000 + i);
+    await settle();
+    console.log(`${name.padEnd(24)} ${((scavenges * 1024 * 1024) / n).toFixed(0).padStart(8)} bytes allocated each  (${scavenges} scavenges of 1 MiB over ${n.toLocaleString("en-US")})`);
+  }
+  obs.disconnect();
 }
-const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
-console.log(`\nmedian of ${rounds}: ${med(calls).toFixed(2)} µs per call, ${med(regs).toFixed(2)} µs per registration (node ${process.version}); ${sent} messages sent`);
+
+if (process.env.ALLOC === "1") {
+  if (!process.execArgv.includes("--max-semi-space-size=1")) {
+    // V8 reads the young generation's size only at start: run again with it fixed.
+    execFileSync(process.execPath, ["--max-semi-space-size=1", "--min-semi-space-size=1", ...process.execArgv, process.argv[1]!], { stdio: "inherit" });
+  } else {
+    await allocation();
+  }
+} else {
+  const rounds = Number(process.env.ROUNDS ?? 3);
+  const calls: number[] = [];
+  const regs: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    calls.push(bench("call (7 messages)", oneCall));
+    regs.push(bench("registration (2 msgs)", oneRegistration));
+  }
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  console.log(`\nmedian of ${rounds}: ${med(calls).toFixed(2)} µs per call, ${med(regs).toFixed(2)} µs per registration (node ${process.version}); ${sent} messages sent`);
+}

@@ -109,20 +109,23 @@ export interface Param {
 /**
  * Finds the `;name[=value]` generic parameters (RFC 3261 `generic-param`)
  * of `s[i..end)`, which must start at a `;` or be empty, without making
- * anything: four numbers per parameter are pushed to `spans` (name start,
- * name end, value start, value end; value start -1 for a parameter without
- * `=value`, e.g. bare `;rport`, `;lr`). LWS is allowed around `;` and `=`.
- * False for an empty name or value, or an unterminated quoted value
- * (RFC 4475 §3.1.2.1).
+ * anything: parameter k's four numbers are written at `spans[4k..4k+3]`
+ * (name start, name end, value start, value end; value start -1 for a
+ * parameter without `=value`, e.g. bare `;rport`, `;lr`). The array is
+ * written, never emptied, so a caller can reuse one (emptying it frees its
+ * storage, and every message would grow it again). LWS is allowed around
+ * `;` and `=`. Returns the number of parameters, or -1 for an empty name
+ * or value, or an unterminated quoted value (RFC 4475 §3.1.2.1).
  */
-export function scanParams(s: string, i: number, end: number, spans: number[]): boolean {
+export function scanParams(s: string, i: number, end: number, spans: number[]): number {
+  let n = 0;
   i = skipLws(s, i, end);
   while (i < end) {
-    if (s.charCodeAt(i) !== 59 /* ; */) return false;
+    if (s.charCodeAt(i) !== 59 /* ; */) return -1;
     i = skipLws(s, i + 1, end);
     const nameStart = i;
     while (i < end && isTokenChar(s.charCodeAt(i))) i++;
-    if (i === nameStart) return false;
+    if (i === nameStart) return -1;
     const nameEnd = i;
     i = skipLws(s, i, end);
     let vStart = -1;
@@ -132,12 +135,12 @@ export function scanParams(s: string, i: number, end: number, spans: number[]): 
       vStart = i;
       if (i < end && s.charCodeAt(i) === 34) {
         const j = skipQuoted(s, i, end);
-        if (j < 0) return false;
+        if (j < 0) return -1;
         i = j;
       } else if (i < end && s.charCodeAt(i) === 91 /* [ */) {
         // IPv6 reference, e.g. received=[2001:db8::9:255] (RFC 5118 §4.5).
         const j = s.indexOf("]", i);
-        if (j < 0 || j >= end) return false;
+        if (j < 0 || j >= end) return -1;
         i = j + 1;
       } else {
         while (i < end) {
@@ -146,13 +149,17 @@ export function scanParams(s: string, i: number, end: number, spans: number[]): 
           i++;
         }
       }
-      if (i === vStart) return false;
+      if (i === vStart) return -1;
       vEnd = i;
       i = skipLws(s, i, end);
     }
-    spans.push(nameStart, nameEnd, vStart, vEnd);
+    const at = 4 * n++;
+    spans[at] = nameStart;
+    spans[at + 1] = nameEnd;
+    spans[at + 2] = vStart;
+    spans[at + 3] = vEnd;
   }
-  return true;
+  return n;
 }
 
 /** Reused by parseParams (JS runs one call at a time, and it calls nothing that uses it). */
@@ -160,9 +167,9 @@ const SPANS: number[] = [];
 
 /** The parameters `scanParams` finds, as objects appended to `out`. */
 export function parseParams(s: string, i: number, end: number, out: Param[]): boolean {
-  SPANS.length = 0;
-  if (!scanParams(s, i, end, SPANS)) return false;
-  for (let k = 0; k < SPANS.length; k += 4) {
+  const n = scanParams(s, i, end, SPANS);
+  if (n < 0) return false;
+  for (let k = 0; k < 4 * n; k += 4) {
     const vStart = SPANS[k + 2]!;
     out.push({ name: s.slice(SPANS[k]!, SPANS[k + 1]!), value: vStart < 0 ? null : s.slice(vStart, SPANS[k + 3]!) });
   }

@@ -120,8 +120,8 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     port = p;
   }
   const spans = VIA_SPANS;
-  spans.length = 0;
-  if (!scanParams(s, i, end, spans)) return fail("Via: malformed parameters");
+  const count = scanParams(s, i, end, spans);
+  if (count < 0) return fail("Via: malformed parameters");
   // The first parameter of each name decides, as a lookup by name would;
   // one without a value leaves branch and received unset.
   let branch: string | undefined;
@@ -131,7 +131,7 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
   let seenReceived = false;
   let rportStart = -2;
   let rportEnd = -1;
-  for (let k = 0; k < spans.length; k += 4) {
+  for (let k = 0; k < 4 * count; k += 4) {
     const ns = spans[k]!;
     const ne = spans[k + 1]!;
     const vs = spans[k + 2]!;
