@@ -76,10 +76,9 @@ function feed(s: string): void {
 function feedDigits(n: number): void {
   let div = 1;
   while (div * 10 <= n) div *= 10;
-  for (; div >= 1; div = (div / 10) | 0) {
+  for (; div > 0; div = (div / 10) | 0) {
     feedChar(48 + (((n / div) | 0) % 10));
     fed++;
-    if (div === 1) break;
   }
 }
 

@@ -136,14 +136,13 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     const ne = spans[k + 1]!;
     const vs = spans[k + 2]!;
     const ve = spans[k + 3]!;
-    const len = ne - ns;
-    if (len === 6 && !seenBranch && isNameAt(s, ns, ne, "branch")) {
+    if (!seenBranch && isNameAt(s, ns, ne, "branch")) {
       seenBranch = true;
       if (vs >= 0) branch = s.slice(vs, ve);
-    } else if (len === 8 && !seenReceived && isNameAt(s, ns, ne, "received")) {
+    } else if (!seenReceived && isNameAt(s, ns, ne, "received")) {
       seenReceived = true;
       if (vs >= 0) received = s.charCodeAt(vs) === 91 ? s.slice(vs + 1, ve - 1) : s.slice(vs, ve);
-    } else if (len === 5 && rportStart === -2 && isNameAt(s, ns, ne, "rport")) {
+    } else if (rportStart === -2 && isNameAt(s, ns, ne, "rport")) {
       rportStart = vs;
       rportEnd = ve;
     }

@@ -13,6 +13,15 @@ function entry(branch: string): TxnState {
 // expire), so the fake clock starts later, as performance.now() always is.
 const START = 1_000;
 
+/** Entries that wait on MAIN with failover possible, as the proxy records them. */
+function waiting(s: SoftState, keys: readonly string[]): void {
+  for (const k of keys) {
+    const st = entry(k);
+    s.setByKey(k, st);
+    s.wait(k, st);
+  }
+}
+
 t.test("never holds more than maxEntries: the least recently used goes first", async (t) => {
   const s = new SoftState({ maxEntries: 3, ttlMs: 60_000 }, new FakeClock(START));
   for (const k of ["a", "b", "c"]) s.setByKey(k, entry(k));
@@ -56,16 +65,10 @@ t.test("entries expire ttlMs after they were last set, on the clock given", asyn
 
 t.test("an evicted or replaced transaction no longer waits on its target", async (t) => {
   const s = new SoftState({ maxEntries: 2, ttlMs: 60_000 }, new FakeClock(START));
-  for (const k of ["a", "b"]) {
-    const st = entry(k);
-    s.setByKey(k, st);
-    s.wait(k, st);
-  }
+  waiting(s, ["a", "b"]);
   s.setByKey("c", entry("c"));
   t.same(s.takeWaiting("main"), ["b"], "a was evicted, and forgotten in the index");
-  const b = entry("b");
-  s.setByKey("b", b);
-  s.wait("b", b);
+  waiting(s, ["b"]);
   s.setByKey("b", entry("b-replaced"));
   t.same(s.takeWaiting("main"), [], "replacing b's entry dropped its wait");
   t.same(s.takeWaiting("main"), [], "taken waits are gone");
@@ -73,11 +76,7 @@ t.test("an evicted or replaced transaction no longer waits on its target", async
 
 t.test("forget drops an entry and its wait, but leaves the last one for the LRU", async (t) => {
   const s = new SoftState({ maxEntries: 10, ttlMs: 60_000 }, new FakeClock(START));
-  for (const k of ["a", "b"]) {
-    const st = entry(k);
-    s.setByKey(k, st);
-    s.wait(k, st);
-  }
+  waiting(s, ["a", "b"]);
   s.forget("a");
   t.equal(s.peekByKey("a"), undefined, "a is gone");
   t.equal(s.size, 1);
