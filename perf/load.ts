@@ -5,7 +5,7 @@
  *     [--rates 500,1000,2000,4000] [--registers 2000,5000,10000]
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
  *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off] [--edge-shed-at MS]
- *     [--edge-udp-io auto|native|dgram] [--edge-soft-state-max N]
+ *     [--edge-udp-io auto|native|dgram] [--edge-soft-state-max N] [--trace FILE]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -23,6 +23,11 @@
  * shedding, no deferred timeouts; src/edge/overload.ts), to compare what
  * happens past its ceiling. After the run the script prints how often the
  * edge started shedding (its warn log lines).
+ *
+ * --trace FILE writes one JSON line per second (perf/lib/trace.ts): the CPU
+ * of the proxy, each PBX and the step's phone, and the datagrams the kernel
+ * dropped on each of their UDP sockets, to find where a failing step loses
+ * its messages.
  *
  * --proxy none sends the phones straight to the Main PBX: the baseline of
  * what SIPp and the machine do without a proxy.
@@ -43,6 +48,7 @@ import { STEP_HEADER, stepRow, streamTable } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
 import { positiveInt, rates } from "./lib/args.js";
 import { rulesFileText } from "./lib/rules-text.js";
+import { LoadTrace } from "./lib/trace.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
 import type { StepResult } from "./lib/steps.js";
 import type { SippTransport } from "../test/helpers/sipp.js";
@@ -61,6 +67,7 @@ interface Options {
   edgeUdpIo?: "auto" | "native" | "dgram";
   edgeSoftStateMax?: number;
   json?: string;
+  trace?: string;
 }
 
 async function main(): Promise<void> {
@@ -80,6 +87,7 @@ async function main(): Promise<void> {
     .option("--edge-soft-state-max <n>", "softState.maxEntries of the edge", positiveInt)
     .addOption(new Option("--edge-udp-io <io>", "udp.io of the edge (src/transport/udp.ts)").choices(["auto", "native", "dgram"]))
     .option("--json <file>", "also write the results as JSON")
+    .option("--trace <file>", "write a per-second trace of CPU and UDP drops per process (perf/lib/trace.ts)")
     .parse()
     .opts<Options>();
 
@@ -88,6 +96,7 @@ async function main(): Promise<void> {
   const run = await startRun(boundS);
   const results: StepResult[] = [];
   let proxy: ProxyUnderTest | undefined;
+  const trace = o.trace === undefined ? undefined : new LoadTrace(o.trace);
   try {
     proxy = await startProxy(o.proxy, run.pbxs, run.workDir, {
       ...(o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }),
@@ -99,7 +108,10 @@ async function main(): Promise<void> {
       ...(o.edgeSoftStateMax === undefined ? {} : { softStateMax: o.edgeSoftStateMax }),
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
-    const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
+    trace?.watch("main", run.pbxPids[0], run.pbxs.main);
+    trace?.watch("standby", run.pbxPids[1], run.pbxs.standby);
+    trace?.watch(o.proxy, proxy.child?.pid, proxy.child === undefined ? undefined : proxy.port);
+    const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids, ...(trace === undefined ? {} : { trace }) };
     await warmUp(proxy, base);
     console.log(`# SIPp load: proxy ${o.proxy}, ${o.transport}, ${o.stepSeconds} s steps\n# ${machineInfo()}\n`);
     const out = streamTable(STEP_HEADER);
@@ -111,6 +123,7 @@ async function main(): Promise<void> {
       console.log(out.row(stepRow(r)));
     }
   } finally {
+    trace?.close();
     await proxy?.stop();
     await run.finish();
   }

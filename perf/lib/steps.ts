@@ -7,6 +7,7 @@ import { percentile, startSipp } from "../../test/helpers/sipp.js";
 import type { SippProcess, SippTransport } from "../../test/helpers/sipp.js";
 import { memorySampler, sampleTree } from "./proc.js";
 import type { ProxyKind, ProxyUnderTest } from "./proxies.js";
+import type { LoadTrace } from "./trace.js";
 
 export type StepKind = "call" | "register";
 
@@ -50,6 +51,8 @@ export interface StepOptions {
    * charged to the next one, which may be the other proxy's.
    */
   settlePids?: readonly number[];
+  /** A per-second trace of the run (perf/lib/trace.ts): the step's phone is watched while it runs. */
+  trace?: LoadTrace;
 }
 
 /** CPU of all these trees together below this share of one core counts as quiet. */
@@ -107,7 +110,11 @@ export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<St
     workDir: o.workDir,
   });
   o.started.push(phone);
+  o.trace?.setStep(`${o.kind} ${o.rate}/s`);
+  o.trace?.watch("phone", phone.pid, phone.port);
   const r = await phone.result();
+  o.trace?.unwatch("phone");
+  o.trace?.setStep("");
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu1 = root === undefined ? undefined : sampleTree(root, false).cpuS;
   const m = mem?.stop();
