@@ -15,6 +15,7 @@ import {
   type StringMatchSpec,
 } from "./schema.js";
 import { compileStringTest, type StringTest } from "./string-match.js";
+import { toWire } from "../sip/wire-text.js";
 import { buildUserIndex } from "./user-index.js";
 import {
   C_CARRIER,
@@ -313,11 +314,11 @@ function compileRewrite(spec: RewriteSpec | undefined): Rewrite | undefined {
   let user: Rewrite["user"];
   if (ru?.user !== undefined) {
     if (typeof ru.user === "string") {
-      user = Object.freeze({ literal: ru.user, regex: undefined, replace: "" });
+      user = Object.freeze({ literal: toWire(ru.user), regex: undefined, replace: "" });
       parts.push(`user → ${JSON.stringify(ru.user)}`);
     } else {
       const regex = new RegExp(ru.user.regex);
-      user = Object.freeze({ literal: undefined, regex, replace: ru.user.replace });
+      user = Object.freeze({ literal: undefined, regex, replace: toWire(ru.user.replace) });
       parts.push(`user ${String(regex)} → ${JSON.stringify(ru.user.replace)}`);
     }
   }
@@ -325,9 +326,10 @@ function compileRewrite(spec: RewriteSpec | undefined): Rewrite | undefined {
   if (ru?.port !== undefined) parts.push(ru.port === null ? "port removed" : `port → ${ru.port}`);
   const h = spec.headers;
   const remove = listOf(h?.remove);
-  const replace = Object.entries(h?.replace ?? {}).map(([k, v]) => Object.freeze([k, v] as const));
+  // Values go onto the wire as they are stored: UTF-8 bytes, one character each (src/sip/wire-text.ts).
+  const replace = Object.entries(h?.replace ?? {}).map(([k, v]) => Object.freeze([k, toWire(v)] as const));
   const add: (readonly [string, string])[] = [];
-  for (const [k, v] of Object.entries(h?.add ?? {})) for (const value of listOf(v)) add.push(Object.freeze([k, value] as const));
+  for (const [k, v] of Object.entries(h?.add ?? {})) for (const value of listOf(v)) add.push(Object.freeze([k, toWire(value)] as const));
   if (remove.length > 0) parts.push(`remove ${remove.join(", ")}`);
   if (replace.length > 0) parts.push(`replace ${replace.map(([k]) => k).join(", ")}`);
   if (add.length > 0) parts.push(`add ${add.map(([k]) => k).join(", ")}`);

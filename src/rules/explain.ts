@@ -1,6 +1,7 @@
 import type { SipMessage } from "../sip/message.js";
 import { parseNameAddr } from "../sip/nameaddr.js";
 import { parse } from "../sip/parse.js";
+import { fromWire } from "../sip/wire-text.js";
 import { readAddress } from "./address.js";
 import type { CarrierBreakers } from "./carrier-breakers.js";
 import { decideForRule } from "./decide.js";
@@ -146,7 +147,8 @@ export type MessageFileResult = { ok: true; message: SipMessage } | { ok: false;
  * and a missing empty line after the headers is added.
  */
 export function parseMessageText(text: string): MessageFileResult {
-  let s = text.replace(/^\uFEFF/, "");
+  // A byte order mark, as read from a UTF-8 file (latin1, like the wire) or given as text.
+  let s = text.replace(/^(?:\uFEFF|\xEF\xBB\xBF)/, "");
   if (s.indexOf("\r\n") < 0) s = s.replace(/\n/g, "\r\n");
   s = s.replace(/^(?:\r\n)+/, "");
   if (s.indexOf("\r\n\r\n") < 0) s = s.endsWith("\r\n") ? `${s}\r\n` : `${s}\r\n\r\n`;
@@ -370,8 +372,8 @@ export function explain(
         } else rewriteError = r.reason;
       }
       for (const h of rw.removeHeaders) headerChanges.push(`remove ${h}`);
-      for (const [h, v] of rw.replaceHeaders) headerChanges.push(`replace ${h}: ${v}`);
-      for (const [h, v] of rw.addHeaders) headerChanges.push(`add ${h}: ${v}`);
+      for (const [h, v] of rw.replaceHeaders) headerChanges.push(`replace ${h}: ${fromWire(v)}`);
+      for (const [h, v] of rw.addHeaders) headerChanges.push(`add ${h}: ${fromWire(v)}`);
     }
 
     const result: Omit<Explanation, "text"> = {

@@ -2,8 +2,12 @@
  * Compiled string tests for rule conditions: exact (any of a list), prefix
  * (any of a list) or a regular expression. Exact and prefix tests never run
  * a regex; case folding is ASCII-only (hosts, tokens, header names are
- * ASCII in SIP, RFC 3261 §25.1) and allocates nothing.
+ * ASCII in SIP, RFC 3261 §25.1) and allocates nothing. Values from the
+ * message are wire text (src/sip/wire-text.ts): exact and prefix values are
+ * stored in that form, and a regex sees the value decoded from UTF-8.
  */
+import { fromWire, toWire } from "../sip/wire-text.js";
+
 
 export type StringTestKind = "exact" | "prefix" | "regex";
 
@@ -34,12 +38,27 @@ export const MAX_MATCHED_LENGTH = 512;
 /** Above this many exact values a Set lookup beats a scan. */
 const SET_THRESHOLD = 8;
 
+/**
+ * A-Z to a-z and nothing else. String.toLowerCase would also fold the
+ * wire form's other characters (the bytes of UTF-8, src/sip/wire-text.ts),
+ * which equalsFolded does not, so the two forms would disagree.
+ */
 export function lowerAscii(s: string): string {
+  let upper = false;
+  let ascii = true;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 65 && c <= 90) return s.toLowerCase();
+    if (c >= 65 && c <= 90) upper = true;
+    else if (c > 127) ascii = false;
   }
-  return s;
+  if (!upper) return s;
+  if (ascii) return s.toLowerCase();
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out += c >= 65 && c <= 90 ? String.fromCharCode(c | 0x20) : s[i];
+  }
+  return out;
 }
 
 function equalsFolded(value: string, lower: string): boolean {
@@ -112,7 +131,8 @@ export function compileStringTest(
     const required = lit !== undefined && ignoreCase ? lowerAscii(lit) : lit;
     return Object.freeze({ kind, values: Object.freeze([source]), set: undefined, regex, required, ignoreCase, text: `regex ${String(regex)}` });
   }
-  const stored = Object.freeze(values.map((v) => (ignoreCase ? lowerAscii(v) : v)));
+  // Compared with wire text (one character per byte), so stored as the UTF-8 bytes the phone sends.
+  const stored = Object.freeze(values.map((v) => (ignoreCase ? lowerAscii(toWire(v)) : toWire(v))));
   const set = kind === "exact" && stored.length > SET_THRESHOLD ? new Set(stored) : undefined;
   const fold = ignoreCase ? " (any case)" : "";
   return Object.freeze({ kind, values: stored, set, regex: undefined, required: undefined, ignoreCase, text: `${kind} ${quoteList(values)}${fold}` });
@@ -144,7 +164,8 @@ export function testString(t: StringTest, value: string | undefined): boolean {
       const v = value.length > MAX_MATCHED_LENGTH ? value.slice(0, MAX_MATCHED_LENGTH) : value;
       const req = t.required;
       if (req !== undefined && !(t.ignoreCase ? startsWithFolded(v, req) : v.startsWith(req))) return false;
-      return t.regex!.test(v);
+      // A regex from config means Unicode characters: a value with UTF-8 in it is decoded first.
+      return t.regex!.test(fromWire(v));
     }
   }
 }

@@ -73,7 +73,8 @@ export function pbxBehaviour(text: string, p: UdpPeer, rinfo: { address: string;
   if (method === "REGISTER") reply = answer(text, "200 OK", [...(contact === undefined ? [] : [`Contact: ${contact}`]), ...(path === undefined ? [] : [`Path: ${path}`])]);
   else if (method === "INVITE") reply = answer(text, "200 OK", [`Contact: <sip:pbx@127.0.0.1:${p.port}>`, "Content-Type: application/sdp"], "pbx1", PBX_SDP);
   else if (method === "BYE" || method === "OPTIONS") reply = answer(text, "200 OK");
-  if (reply !== undefined) p.sock.send(reply, rinfo.port, rinfo.address);
+  // Text here is one character per byte, as the edge reads and writes it.
+  if (reply !== undefined) p.sock.send(Buffer.from(reply, "latin1"), rinfo.port, rinfo.address);
 }
 
 export async function startEdge(targets: EdgeOptions["targets"], over: Partial<EdgeOptions> = {}): Promise<Edge> {

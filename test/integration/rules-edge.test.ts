@@ -71,7 +71,7 @@ const RULES_UNKNOWN_GROUP = RULES_V1.replace("  - name: default\n    route: pbx\
 const RULES_BROKEN = ["rules:", "  - name: half-written", "    match: { method: INVITE", "    route: pbx", ""].join("\n");
 
 /** A request from a phone; a CANCEL shares its INVITE's id (branch, Call-ID) and CSeq number (RFC 3261 §9.1). */
-function request(method: string, user: string, id: string, from: { ip: string; port: number }): string {
+function request(method: string, user: string, id: string, from: { ip: string; port: number }, extra: readonly string[] = []): string {
   return [
     `${method} sip:${user}@127.0.0.1 SIP/2.0`,
     `Via: SIP/2.0/UDP ${from.ip}:${from.port};branch=z9hG4bK${id};rport`,
@@ -82,6 +82,7 @@ function request(method: string, user: string, id: string, from: { ip: string; p
     `CSeq: 1 ${method}`,
     `Contact: <sip:1001@${from.ip}:${from.port}>`,
     ...(method === "SUBSCRIBE" ? ["Event: presence", "Expires: 60"] : []),
+    ...extra,
     "Content-Length: 0",
     "",
     "",
@@ -99,7 +100,7 @@ type Mode = "answer" | "refuse" | "ring";
 function switchable(mode: () => Mode): (text: string, p: UdpPeer, rinfo: { address: string; port: number }) => void {
   return (text, p, rinfo) => {
     const m = mode();
-    const reply = (r: string): void => void p.sock.send(r, rinfo.port, rinfo.address);
+    const reply = (r: string): void => void p.sock.send(Buffer.from(r, "latin1"), rinfo.port, rinfo.address);
     if (m === "refuse" && text.startsWith("INVITE ")) return reply(answer(text, "503 Service Unavailable"));
     if (m === "ring" && text.startsWith("INVITE ")) return reply(answer(text, "180 Ringing"));
     if (m === "ring" && text.startsWith("CANCEL ")) {
@@ -236,6 +237,60 @@ t.test("rules in the running edge: reject, route, rewrite; a broken file keeps t
   t.match(await ask("INVITE", "0033123456789"), /^SIP\/2\.0 200 OK\r\n/, "the carrier group still answers");
   t.ok(arrivedAt(carrierB, "INVITE sip:+33123456789@127.0.0.1 SIP/2.0"), "the new order puts carrier-b first");
   t.notOk(arrivedAt(carrierA, "INVITE sip:+33123456789@127.0.0.1 SIP/2.0"), "carrier-a is now second and not needed");
+});
+
+/** What a phone puts on the wire for UTF-8 text: its bytes, here one character each (as UdpPeer sends and reads). */
+const utf8Wire = (s: string): string => Buffer.from(s, "utf8").toString("latin1");
+
+t.test("non-ASCII text in rules.yaml: matched against the phone's UTF-8, and sent as UTF-8 in added headers and reason phrases", async (t) => {
+  const main = await UdpPeer.open(pbxBehaviour);
+  const phone = await UdpPeer.open();
+  const dir = mkdtempSync(join(tmpdir(), "rules-edge-utf8-"));
+  writeFileSync(join(dir, "edge.yaml"), ["listen: [ { transport: udp, address: 127.0.0.1, port: 0 } ]", "targets:", `  - { name: main, uri: "sip:127.0.0.1:${main.port}", priority: 1 }`, ""].join("\n"));
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    [
+      "groups:",
+      "  pbx: { strategy: failover, members: [main] }",
+      "rules:",
+      "  - name: exact",
+      '    match: { headers: { X-Name: "Müller" } }',
+      '    reject: { status: 403, reason: "Gesperrt – später" }',
+      "  - name: any-case",
+      '    match: { headers: { X-Name: { exact: "ÖZTÜRK-ABC", ignoreCase: true } } }',
+      '    reject: { status: 403, reason: "Any Case" }',
+      "  - name: regex",
+      "    match: { headers: { X-Name: { regex: '^Jür.en$' } } }",
+      '    reject: { status: 403, reason: "Regex" }',
+      "  - name: default",
+      "    route: pbx",
+      '    rewrite: { headers: { add: { X-Greeting: "Grüße" } } }',
+      "",
+    ].join("\n"),
+  );
+  // Registered before the edge starts: a config it refuses must not leave the peers' sockets holding the test open.
+  let running: Awaited<ReturnType<typeof run>> | undefined;
+  t.teardown(async () => {
+    await running?.stop();
+    for (const p of [phone, main]) p.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  running = await run(join(dir, "edge.yaml"), { logger: createLogger("warn", new LogLines()) });
+  const edgePort = portOf(running.edge, "udp");
+  let n = 0;
+  const ask = async (name: string): Promise<string> => {
+    const id = `u${++n}`;
+    phone.send(request("OPTIONS", "2001", id, { ip: "127.0.0.1", port: phone.port }, [`X-Name: ${utf8Wire(name)}`]), edgePort);
+    return waitFor(() => phone.received.find((m) => m.includes(`Call-ID: ${id}\r\n`)), { what: `answer to ${id}` });
+  };
+
+  t.ok((await ask("Müller")).startsWith(`SIP/2.0 403 ${utf8Wire("Gesperrt – später")}\r\n`), "an exact value matches the UTF-8 bytes, and the reason phrase goes out as UTF-8");
+  t.ok((await ask("ÖzTÜrk-abc")).startsWith("SIP/2.0 403 Any Case\r\n"), "ignoreCase folds the ASCII letters, and the UTF-8 around them still matches");
+  t.ok((await ask("öztürk-abc")).startsWith("SIP/2.0 200 "), "but only the ASCII letters: ö is not Ö (routed on, to main)");
+  t.ok((await ask("Jürgen")).startsWith("SIP/2.0 403 Regex\r\n"), "a regex sees characters, not bytes: `.` is one character");
+  t.ok((await ask("Jü")).startsWith("SIP/2.0 200 "), "no rule matches: routed to main");
+  const forwarded = main.received.find((m) => m.includes(`Call-ID: u${n}\r\n`)) ?? "";
+  t.ok(forwarded.includes(`\r\nX-Greeting: ${utf8Wire("Grüße")}\r\n`), "an added header carries its value as UTF-8");
 });
 
 const CLI = join(import.meta.dirname, "..", "..", "src", "cli.ts");
