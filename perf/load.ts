@@ -141,6 +141,20 @@ async function main(): Promise<void> {
       }
     }
   }
+  if (proxy?.child !== undefined) {
+    // The edge's own counts of what it dropped, absorbed or refused, summed over its processes.
+    const sums = new Map<string, number>();
+    for (const l of proxy.child.output.split("\n")) {
+      if (!l.includes('"msg":"stopped: counters since start"')) continue;
+      try {
+        const j = JSON.parse(l) as { counters?: Record<string, number> };
+        for (const [k, v] of Object.entries(j.counters ?? {})) if (/^(drop|absorb|reject|tx\.error|udp-)/.test(k)) sums.set(k, (sums.get(k) ?? 0) + v);
+      } catch {
+        // Not a JSON line: ignore it.
+      }
+    }
+    if (sums.size > 0) console.log(`# edge counters over the run: ${[...sums].map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  }
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
 }
 

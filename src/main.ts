@@ -90,6 +90,7 @@ export function edgeOptions(cfg: EdgeConfig, table: DeviceTable, flowKey: Buffer
       maxTimeoutDeferrals: cfg.overload.maxTimeoutDeferrals,
       probeIntervalMs: cfg.overload.probeIntervalMs,
       shedMethods: new Set(cfg.overload.shedMethods),
+      dropMethods: new Set(cfg.overload.dropMethods),
     },
     health: {
       options: {
@@ -259,6 +260,8 @@ export async function run(configPath: string, opts: RunOptions = {}): Promise<Ru
       breakers?.close();
       dns.stop();
       await edge.stop();
+      // What this process did, for the last look before it is gone (drops and sheds by reason among them).
+      logger.info({ counters: edge.counters.snapshot() }, "stopped: counters since start");
     },
     reload() {
       // A bad file never replaces a good one: the running config stays.

@@ -77,7 +77,8 @@ export async function startKamailio(pbxs: Pbxs, workDir: string): Promise<ProxyU
 export function edgeConfigYaml(port: number, pbxs: Pbxs, overload: "on" | "off" = "on", shedAtMs?: number, udpIo?: UdpIoChoice, softStateMax?: number): string {
   return [
     "# Written by perf/lib/proxies.ts for one load run.",
-    "log: { level: warn }",
+    // info: the edge's few lifecycle lines, among them its counters when it stops (perf/load.ts prints them).
+    "log: { level: info }",
     "listen:",
     `  - { transport: udp, address: ${HOST}, port: ${port} }`,
     `  - { transport: tcp, address: ${HOST}, port: ${port} }`,

@@ -315,6 +315,10 @@ const overloadSchema = z
     shedMethods: z
       .array(z.string({ error: expecting("a SIP method name") }).regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` }).refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never shed)` }))
       .default(["INVITE"]),
+    /** Methods of requests from UDP dropped unread with the same share (src/edge/overload.ts, dropMethods). */
+    dropMethods: z
+      .array(z.string({ error: expecting("a SIP method name") }).regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` }).refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never dropped)` }))
+      .default(["REGISTER"]),
   })
   .superRefine((o, ctx) => {
     if (o.shedAtMs > 0 && o.resumeAtMs >= o.shedAtMs) {

@@ -271,7 +271,7 @@ export class Edge {
             loopUtilization(),
             (c) =>
               c.shedding
-                ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; a growing share of new requests is answered 503 until the wait is back under ${o.overload!.resumeAtMs} ms`)
+                ? olog.warn(c, `overload: datagrams wait ${Math.round(c.queueDelayMs)} ms; a growing share of new requests is answered 503 (or dropped unread: overload.dropMethods) until the wait is back under ${o.overload!.resumeAtMs} ms`)
                 : olog.warn(c, "overload over: every new request is forwarded again"),
           );
     const proxy = new Proxy({

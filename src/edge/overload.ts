@@ -29,6 +29,9 @@ import type { Clock } from "../util/clock.js";
  *   held between the thresholds stuck high, and one stepping up every
  *   interval overshot (a step shows in the delay only once the queue ahead
  *   of it is read);
+ * - drop: the same share of new requests in `dropMethods` (REGISTER)
+ *   from UDP is dropped before it is parsed, which costs nearly nothing,
+ *   instead of letting the kernel drop answers with them (below);
  * - wait: while the delay is above `resumeAtMs`, a per-request timeout
  *   is not trusted (the answer may be in the queue, unread) and is
  *   re-armed, at most `maxTimeoutDeferrals` times, instead of failing over.
@@ -55,6 +58,19 @@ export interface OverloadOptions {
    * Retry-After instead of retransmitting.
    */
   shedMethods: ReadonlySet<string>;
+  /**
+   * The methods of requests from UDP that are dropped unread, with the same
+   * share, instead (REGISTER by default; absent: none). Past the ceiling the
+   * kernel drops datagrams anyway once the socket buffer is full, and it
+   * drops the targets' answers as readily as new requests, so work already
+   * done is lost and each loss brings a retransmission. Dropping a share of
+   * new REGISTERs from the head of the datagram costs a few byte compares,
+   * keeps the queue short of full, and lets every answer through: the phone
+   * retransmits a dropped REGISTER after T1 (RFC 3261 §17.1.2.2). Measured
+   * (perf/RESULTS.md, "Retransmission collapse"). Never on streams, whose
+   * senders do not retransmit.
+   */
+  dropMethods?: ReadonlySet<string>;
 }
 
 /** Share of an interval the event loop must have been working for the delay to be the edge's own backlog. */
@@ -85,6 +101,8 @@ export class OverloadGate {
   private nextUpAt = -Infinity;
   /** The header of the 503, built once. */
   readonly retryAfter: readonly string[];
+  /** "REGISTER " and the like as bytes: how a datagram in `dropMethods` starts. */
+  private readonly dropHeads: readonly Uint8Array[];
 
   constructor(
     readonly options: Readonly<OverloadOptions>,
@@ -101,6 +119,7 @@ export class OverloadGate {
     private readonly random: () => number = Math.random,
   ) {
     this.retryAfter = Object.freeze([`Retry-After: ${options.retryAfterSeconds}`]);
+    this.dropHeads = [...(options.dropMethods ?? [])].map((m) => Buffer.from(`${m} `, "latin1"));
     this.lastAdjust = clock.now();
   }
 
@@ -111,6 +130,23 @@ export class OverloadGate {
    */
   shed(method: string): boolean {
     return this.share > 0 && this.options.shedMethods.has(method) && this.random() < this.share;
+  }
+
+  /**
+   * Asked for each datagram before it is parsed: drop it unread? Only while
+   * shedding, and only a request whose method is in `dropMethods`.
+   */
+  dropUnread(data: Uint8Array): boolean {
+    if (this.share === 0) return false;
+    const heads = this.dropHeads;
+    for (let h = 0; h < heads.length; h++) {
+      const head = heads[h]!;
+      if (data.length <= head.length) continue;
+      let i = 0;
+      while (i < head.length && data[i] === head[i]) i++;
+      if (i === head.length) return this.random() < this.share;
+    }
+    return false;
   }
 
   /** Asked when a per-request timeout fires: may the answer still be waiting in a queue? */

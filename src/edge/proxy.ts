@@ -141,6 +141,13 @@ export class Proxy {
 
   /** Entry point from the transport layer. */
   onMessage(inb: Inbound): void {
+    // Behind: a share of new REGISTERs from UDP is dropped before any work
+    // (src/edge/overload.ts), never one from a target.
+    const overload = this.d.overload;
+    if (overload !== undefined && inb.source.transport === "udp" && overload.dropUnread(inb.data) && this.targetFromSource(inb.source) === undefined) {
+      this.d.counters.inc("drop.overload.unread");
+      return;
+    }
     const r = parse(inb.data, { limits: this.limits, stream: isStream(inb.source.transport) });
     if (!r.ok) {
       this.d.counters.inc(`drop.parse.${r.code}`);

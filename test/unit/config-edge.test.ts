@@ -71,7 +71,7 @@ function defaults(dir: string): EdgeConfig {
       deviceTable: join(shippedRulesDir(), "devices.yaml"),
     },
     failover: { requestTimeoutMs: 1000, retryOn: [408, 500, 503, 504] },
-    overload: { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, probeIntervalMs: 50, maxTimeoutDeferrals: 4, shedMethods: ["INVITE"] },
+    overload: { shedAtMs: 100, resumeAtMs: 20, retryAfterSeconds: 2, probeIntervalMs: 50, maxTimeoutDeferrals: 4, shedMethods: ["INVITE"], dropMethods: ["REGISTER"] },
     udp: { io: "auto" },
     dns: { srvTtlSeconds: 300, minTtlSeconds: 5, maxTtlSeconds: 3600, negativeTtlSeconds: 60 },
   };

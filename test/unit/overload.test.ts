@@ -49,14 +49,14 @@ t.test("delay estimate: the last probe's wait; silence counts only once probes c
  * always sheds when the share is above 0 (the proxy tests); otherwise the
  * draws come from a fixed cycle, so a share of 0.3 sheds 3 of every 10.
  */
-function gate(initialMs = 0, shedAll = false, methods: readonly string[] = ["INVITE"]) {
+function gate(initialMs = 0, shedAll = false, methods: readonly string[] = ["INVITE"], drop: readonly string[] = []) {
   let delay = initialMs;
   let busy = 1;
   const changes: OverloadStatus[] = [];
   const clock = new FakeClock();
   let i = 0;
   const random = shedAll ? () => 0 : () => (i++ % 10) / 10 + 0.05;
-  const g = new OverloadGate({ ...OPTIONS, shedMethods: new Set(methods) }, () => delay, clock, () => busy, (c) => changes.push(c), random);
+  const g = new OverloadGate({ ...OPTIONS, shedMethods: new Set(methods), dropMethods: new Set(drop) }, () => delay, clock, () => busy, (c) => changes.push(c), random);
   // The probe rounds, as the edge wires them (TransportLayer.onQueueProbe).
   const round = (): void => {
     g.tick();
@@ -165,6 +165,39 @@ function request(method: string, opts: { callId?: string; toTag?: string; branch
 function status(data: string): string {
   return data.split("\r\n")[0]!;
 }
+
+t.test("dropUnread: only while shedding, only a request that starts with a listed method and a space, with the share", async (t) => {
+  const { g, set, clock } = gate(150, false, ["INVITE"], ["REGISTER"]);
+  const reg = Buffer.from(request("REGISTER"), "latin1");
+  t.equal(g.status().shedShare, 0);
+  t.notOk(g.dropUnread(reg), "not shedding: nothing is dropped");
+  clock.advance(50);
+  t.equal(g.status().shedShare, SHED_STEP_UP);
+  const dropped = Array.from({ length: 10 }, () => g.dropUnread(reg)).filter(Boolean).length;
+  t.equal(dropped, 1, "a share of 0.1 drops 1 in 10");
+  const all = gate(150, true, ["INVITE"], ["REGISTER"]);
+  t.ok(all.g.dropUnread(reg));
+  t.notOk(all.g.dropUnread(Buffer.from(request("INVITE"), "latin1")), "INVITE is not listed");
+  t.notOk(all.g.dropUnread(Buffer.from("REGISTERX sip:a SIP/2.0\r\n", "latin1")), "a longer token is another method");
+  t.notOk(all.g.dropUnread(Buffer.from("REGISTER ", "latin1")), "nothing after the method: not a request to drop unread");
+  t.notOk(all.g.dropUnread(Buffer.from("SIP/2.0 200 OK\r\n", "latin1")), "a response");
+  t.notOk(gate(150, true).g.dropUnread(reg), "no dropMethods: nothing");
+  set(0);
+});
+
+t.test("proxy: while shedding, a REGISTER from a phone over UDP is dropped unread; one from a target or over TCP is not", async (t) => {
+  const { g } = gate(150, true, ["INVITE"], ["REGISTER"]);
+  const e = makeEdge({ overload: g });
+  e.deliver(request("REGISTER", { callId: "drop-1", branch: "z9hG4bKd1" }), PHONE);
+  t.equal(e.transport.sent.length, 0, "no answer, nothing forwarded");
+  t.equal(e.counters.get("drop.overload.unread"), 1);
+  t.equal(e.counters.get("rx.request.REGISTER"), 0, "dropped before it was parsed");
+  e.deliver(request("REGISTER", { callId: "drop-2", branch: "z9hG4bKd2" }), { ...PHONE, transport: "tcp" });
+  t.equal(e.transport.sent.length, 1, "over TCP it is forwarded: the phone would not retransmit it");
+  e.transport.sent.length = 0;
+  e.deliver(request("REGISTER", { callId: "drop-3", branch: "z9hG4bKd3" }), MAIN);
+  t.equal(e.counters.get("drop.overload.unread"), 1, "a request from a target is never dropped unread");
+});
 
 t.test("proxy: while shedding, a new request from a phone gets 503 with Retry-After and goes nowhere", async (t) => {
   const { g, set, clock } = gate(150, true);
