@@ -6,6 +6,7 @@
  *     [--step-seconds 10] [--transport udp|tcp] [--edge-workers N] [--json FILE]
  *     [--edge-cpu-prof DIR] [--edge-rules N] [--edge-overload on|off] [--edge-shed-at MS]
  *     [--edge-udp-io auto|native|dgram] [--edge-soft-state-max N] [--trace FILE]
+ *     [--hog-seconds N [--hog-at S]]
  *
  * Starts two SIPp PBXs (test/sipp/pbx.xml: Main and Standby), the proxy under
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
@@ -28,6 +29,11 @@
  * of the proxy, each PBX and the step's phone, and the datagrams the kernel
  * dropped on each of their UDP sockets, to find where a failing step loses
  * its messages.
+ *
+ * --hog-seconds N runs a busy loop (one process, one core) for N seconds
+ * beside every measured step, starting --hog-at S (default 5) seconds into
+ * it: the CPU a noisy neighbour or the hypervisor takes, on demand, to see
+ * whether the proxy recovers once it ends.
  *
  * --proxy none sends the phones straight to the Main PBX: the baseline of
  * what SIPp and the machine do without a proxy.
@@ -68,6 +74,8 @@ interface Options {
   edgeSoftStateMax?: number;
   json?: string;
   trace?: string;
+  hogSeconds?: number;
+  hogAt: number;
 }
 
 async function main(): Promise<void> {
@@ -87,6 +95,8 @@ async function main(): Promise<void> {
     .option("--edge-soft-state-max <n>", "softState.maxEntries of the edge", positiveInt)
     .addOption(new Option("--edge-udp-io <io>", "udp.io of the edge (src/transport/udp.ts)").choices(["auto", "native", "dgram"]))
     .option("--json <file>", "also write the results as JSON")
+    .option("--hog-seconds <n>", "a busy loop of this many seconds beside every measured step", positiveInt)
+    .option("--hog-at <s>", "seconds into the step the busy loop starts", positiveInt, 5)
     .option("--trace <file>", "write a per-second trace of CPU and UDP drops per process (perf/lib/trace.ts)")
     .parse()
     .opts<Options>();
@@ -113,12 +123,14 @@ async function main(): Promise<void> {
     trace?.watch(o.proxy, proxy.child?.pid, proxy.child === undefined ? undefined : proxy.port);
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids, ...(trace === undefined ? {} : { trace }) };
     await warmUp(proxy, base);
-    console.log(`# SIPp load: proxy ${o.proxy}, ${o.transport}, ${o.stepSeconds} s steps\n# ${machineInfo()}\n`);
+    const hogText = o.hogSeconds === undefined ? "" : `, a ${o.hogSeconds} s busy loop ${o.hogAt} s into each step`;
+    console.log(`# SIPp load: proxy ${o.proxy}, ${o.transport}, ${o.stepSeconds} s steps${hogText}\n# ${machineInfo()}\n`);
     const out = streamTable(STEP_HEADER);
     console.log(out.head);
     const ladder = [...o.rates.map((rate) => ({ kind: "call" as const, rate })), ...o.registers.map((rate) => ({ kind: "register" as const, rate }))];
     for (const s of ladder) {
-      const r = await runStep(proxy, { ...base, kind: s.kind, rate: s.rate, stepSeconds: o.stepSeconds });
+      const hog = o.hogSeconds === undefined ? {} : { hog: { seconds: o.hogSeconds, atS: o.hogAt } };
+      const r = await runStep(proxy, { ...base, kind: s.kind, rate: s.rate, stepSeconds: o.stepSeconds, ...hog });
       results.push(r);
       console.log(out.row(stepRow(r)));
     }

@@ -8,6 +8,7 @@ import type { SippProcess, SippTransport } from "../../test/helpers/sipp.js";
 import { memorySampler, sampleTree } from "./proc.js";
 import type { ProxyKind, ProxyUnderTest } from "./proxies.js";
 import type { LoadTrace } from "./trace.js";
+import { startChild, type Child } from "./child.js";
 
 export type StepKind = "call" | "register";
 
@@ -53,6 +54,24 @@ export interface StepOptions {
   settlePids?: readonly number[];
   /** A per-second trace of the run (perf/lib/trace.ts): the step's phone is watched while it runs. */
   trace?: LoadTrace;
+  /**
+   * A busy loop in a process of its own beside the step, `atS` seconds
+   * after the phone starts, for `seconds`: a stand-in for the CPU a noisy
+   * neighbour or the hypervisor takes (perf/RESULTS.md, "Retransmission collapse").
+   */
+  hog?: { seconds: number; atS: number };
+}
+
+/** Starts the hog of StepOptions after its delay; the returned function ends it early (by PID) if it still runs. */
+function startHog(hog: { seconds: number; atS: number }): () => void {
+  let child: Child | undefined;
+  const timer = setTimeout(() => {
+    child = startChild("hog", process.execPath, ["-e", `const end = Date.now() + ${hog.seconds * 1000}; while (Date.now() < end);`]);
+  }, hog.atS * 1000);
+  return () => {
+    clearTimeout(timer);
+    if (child !== undefined && !child.exited) void child.stop();
+  };
 }
 
 /** CPU of all these trees together below this share of one core counts as quiet. */
@@ -112,7 +131,9 @@ export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<St
   o.started.push(phone);
   o.trace?.setStep(`${o.kind} ${o.rate}/s`);
   o.trace?.watch("phone", phone.pid, phone.port);
+  const endHog = o.hog === undefined ? undefined : startHog(o.hog);
   const r = await phone.result();
+  endHog?.();
   o.trace?.unwatch("phone");
   o.trace?.setStep("");
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
