@@ -1,5 +1,5 @@
 import { canonicalName } from "./headers.js";
-import { splitTopLevel, unfold } from "./lex.js";
+import { isLws, splitTopLevel, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
 import { parseViaList, type Via } from "./via.js";
 import type { SipUri } from "./uri.js";
@@ -156,10 +156,32 @@ export class SipMessage {
     return out;
   }
 
-  /** True when an option tag is listed in Supported/Require/... (case-insensitive). */
+  /**
+   * True when an option tag is listed in Supported/Require/... (case-
+   * insensitive). Read in place, element by element: asked of every
+   * REGISTER, it builds no list and no lower-cased copies. Option tags are
+   * tokens (RFC 3261 §25.1), so a comma always separates two.
+   */
   hasOptionTag(header: string, tag: string): boolean {
+    const name = canonicalName(header);
     const t = tag.toLowerCase();
-    for (const v of this.listValues(header)) if (v.toLowerCase() === t) return true;
+    const h = this.headers;
+    for (let k = 0; k < h.length; k++) {
+      const f = h[k]!;
+      if (f.name !== name) continue;
+      const s = f.raw;
+      const n = s.length;
+      let i = f.valueStart;
+      while (i < n) {
+        let end = s.indexOf(",", i);
+        if (end < 0) end = n;
+        while (i < end && isLws(s.charCodeAt(i))) i++;
+        let e = end;
+        while (e > i && isLws(s.charCodeAt(e - 1))) e--;
+        if (e - i === t.length && equalsLowerAt(s, i, t)) return true;
+        i = end + 1;
+      }
+    }
     return false;
   }
 
@@ -463,4 +485,14 @@ export function makeHeader(name: string, wireName: string, value: string): Heade
   // Same shape as a parsed line (one hidden class on the hot path), located nowhere.
   const h: LocatedHeaderField = { name, raw, valueStart: wireName.length + 1, base: "", offset: -1 };
   return h;
+}
+
+/** s[at..) starts with `lower` (lower-case) in any ASCII case. */
+function equalsLowerAt(s: string, at: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = s.charCodeAt(at + i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
 }

@@ -239,6 +239,34 @@ t.test("setMaxForwards", async (tt) => {
     const again = parse(m.toBuffer());
     t2.ok(again.ok && again.message.maxForwards === 70, "the result parses back");
   });
+  tt.test("a message built with two lines keeps one", async (t2) => {
+    const m = parsed(REGISTER);
+    m.addHeader("Max-Forwards", "9");
+    m.setMaxForwards(69);
+    t2.same(m.getAll("Max-Forwards"), ["69"]);
+  });
+});
+
+t.test("hasOptionTag reads the tags in place", async (tt) => {
+  const cases: [string[], string, boolean][] = [
+    [["Supported: path"], "path", true],
+    [["Supported: outbound, PATH"], "path", true],
+    [["Supported: outbound , path ,gruu"], "path", true],
+    [["Supported:path"], "path", true],
+    [["Supported: paths"], "path", false],
+    [["Supported: xpath"], "path", false],
+    [["Supported: pat"], "path", false],
+    [["Supported: outbound", "k: gruu, path"], "path", true],
+    [["Supported: ,, path,"], "path", true],
+    [["Supported:"], "path", false],
+    [["Require: path"], "path", false],
+    [["Supported: path,", "\toutbound"], "outbound", true],
+  ];
+  for (const [lines, tag, want] of cases) {
+    const m = parsed(replaceLine(REGISTER, "Supported: path, outbound", lines));
+    tt.equal(m.hasOptionTag("Supported", tag), want, `${JSON.stringify(lines)} ${tag}`);
+    tt.equal(m.hasOptionTag("supported", tag.toUpperCase()), want, "any case of name and tag");
+  }
 });
 
 t.test("removeFirstRoute", async (tt) => {
