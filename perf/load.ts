@@ -50,7 +50,7 @@ import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { startProxy } from "./lib/proxies.js";
 import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
-import { STEP_HEADER, stepRow, streamTable } from "./lib/report.js";
+import { STEP_HEADER, edgeCountersLine, stepRow, streamTable } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
 import { positiveInt, rates } from "./lib/args.js";
 import { rulesFileText } from "./lib/rules-text.js";
@@ -154,18 +154,8 @@ async function main(): Promise<void> {
     }
   }
   if (proxy?.child !== undefined) {
-    // The edge's own counts of what it dropped, absorbed or refused, summed over its processes.
-    const sums = new Map<string, number>();
-    for (const l of proxy.child.output.split("\n")) {
-      if (!l.includes('"msg":"stopped: counters since start"')) continue;
-      try {
-        const j = JSON.parse(l) as { counters?: Record<string, number> };
-        for (const [k, v] of Object.entries(j.counters ?? {})) if (/^(drop|absorb|reject|tx\.error|udp-)/.test(k)) sums.set(k, (sums.get(k) ?? 0) + v);
-      } catch {
-        // Not a JSON line: ignore it.
-      }
-    }
-    if (sums.size > 0) console.log(`# edge counters over the run: ${[...sums].map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    const counts = edgeCountersLine(proxy.child.output);
+    if (counts !== undefined) console.log(counts);
   }
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
 }

@@ -4,7 +4,7 @@
  *
  *   npm run build && node dist/perf/side-by-side.js [--rates 500,1000,2000,4000]
  *     [--registers 2000,5000,10000] [--repeats 3] [--step-seconds 10]
- *     [--transport udp|tcp] [--edge-workers N] [--json FILE]
+ *     [--transport udp|tcp] [--edge-workers N] [--json FILE] [--trace FILE]
  *
  * Both proxies run at once in front of the same two SIPp PBXs (Kamailio with
  * perf/kamailio/kamailio.cfg, one worker per transport; sip-edge from dist/,
@@ -14,14 +14,17 @@
  * the median of each figure per proxy and step, and the ratios
  * sip-edge / Kamailio of CPU per call and per REGISTER (below 1: the edge
  * spends less). Every process it starts is stopped by PID; a watchdog ends
- * the run if a step hangs.
+ * the run if a step hangs. --trace FILE writes the per-second trace of
+ * perf/load.ts (perf/lib/trace.ts) for both proxies, the PBXs and each
+ * step's phone; the edge's drop and shed counts are printed at the end.
  */
 import { writeFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import type { SippTransport } from "../test/helpers/sipp.js";
 import { startProxy } from "./lib/proxies.js";
 import type { ProxyKind, ProxyUnderTest } from "./lib/proxies.js";
-import { fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
+import { edgeCountersLine, fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
+import { LoadTrace } from "./lib/trace.js";
 import { machineInfo, startRun } from "./lib/run.js";
 import { positiveInt, rates } from "./lib/args.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
@@ -35,6 +38,7 @@ interface Options {
   transport: SippTransport;
   edgeWorkers?: number;
   json?: string;
+  trace?: string;
 }
 
 const PROXIES: readonly ProxyKind[] = ["edge", "kamailio"];
@@ -108,6 +112,7 @@ async function main(): Promise<void> {
     .addOption(new Option("--transport <t>", "phone transport").choices(["udp", "tcp"]).default("udp"))
     .option("--edge-workers <n>", "sip-edge --workers", positiveInt)
     .option("--json <file>", "also write every step's result as JSON")
+    .option("--trace <file>", "write a per-second trace of CPU and UDP drops per process (perf/lib/trace.ts)")
     .parse()
     .opts<Options>();
 
@@ -117,10 +122,14 @@ async function main(): Promise<void> {
   const run = await startRun(boundS);
   const results: StepResult[] = [];
   const proxies = new Map<ProxyKind, ProxyUnderTest>();
+  const trace = o.trace === undefined ? undefined : new LoadTrace(o.trace);
   try {
     for (const kind of PROXIES) proxies.set(kind, await startProxy(kind, run.pbxs, run.workDir, o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }));
     const settlePids = [...run.pbxPids, ...[...proxies.values()].flatMap((p) => (p.child === undefined ? [] : [p.child.pid]))];
-    const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids };
+    trace?.watch("main", run.pbxPids[0], run.pbxs.main);
+    trace?.watch("standby", run.pbxPids[1], run.pbxs.standby);
+    for (const [kind, p] of proxies) trace?.watch(kind, p.child?.pid, p.port);
+    const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids, ...(trace === undefined ? {} : { trace }) };
     for (const p of proxies.values()) await warmUp(p, base);
     console.log(`# SIPp side by side: sip-edge and Kamailio, ${o.transport}, ${o.stepSeconds} s steps, ${o.repeats} repeats\n# ${machineInfo()}\n`);
     const out = streamTable(["run", ...STEP_HEADER]);
@@ -138,10 +147,14 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    trace?.close();
     for (const p of proxies.values()) await p.stop();
     await run.finish();
   }
   console.log("\n" + summarize(results, ladder));
+  const edgeOutput = proxies.get("edge")?.child?.output;
+  const counts = edgeOutput === undefined ? undefined : edgeCountersLine(edgeOutput);
+  if (counts !== undefined) console.log(`\n${counts}`);
   if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine: machineInfo(), date: new Date().toISOString(), options: o, results }, null, 2));
 }
 

@@ -70,3 +70,22 @@ export function parseRates(text: string): number[] {
     return n;
   });
 }
+
+/**
+ * The edge's own counts of what it dropped, absorbed or refused, summed
+ * over its processes, from the counters each one logs when it stops
+ * (src/main.ts); undefined when there is nothing to report.
+ */
+export function edgeCountersLine(output: string): string | undefined {
+  const sums = new Map<string, number>();
+  for (const l of output.split("\n")) {
+    if (!l.includes('"msg":"stopped: counters since start"')) continue;
+    try {
+      const j = JSON.parse(l) as { counters?: Record<string, number> };
+      for (const [k, v] of Object.entries(j.counters ?? {})) if (/^(drop|absorb|reject|tx\.error|udp-)/.test(k)) sums.set(k, (sums.get(k) ?? 0) + v);
+    } catch {
+      // Not a JSON line: ignore it.
+    }
+  }
+  return sums.size === 0 ? undefined : `# edge counters over the run: ${[...sums].map(([k, v]) => `${k} ${v}`).join(", ")}`;
+}
