@@ -65,7 +65,7 @@ t.test("run(): an edge from a config file, with probing, forwarding and reload",
     portOf(running.edge, "udp"),
   );
   t.match(await phone.nth(1), /^SIP\/2\.0 200 OK\r\n/, "REGISTER answered through the edge");
-  t.same(running.edge.overload?.options, { shedAtMs: 400, resumeAtMs: 100, retryAfterSeconds: 7, maxTimeoutDeferrals: 4, probeIntervalMs: 50, shedMethods: new Set(["INVITE"]) }, "the overload section is in force");
+  t.same(running.edge.overload?.options, { shedAtMs: 400, resumeAtMs: 100, retryAfterSeconds: 7, maxTimeoutDeferrals: 4, probeIntervalMs: 50, shedMethods: new Set(["INVITE"]), dropMethods: new Set(["REGISTER"]) }, "the overload section is in force");
   t.same(running.edge.overload?.retryAfter, ["Retry-After: 7"]);
   t.equal(running.edge.status().overload?.shedding, false);
 

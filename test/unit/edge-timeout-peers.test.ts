@@ -211,7 +211,7 @@ t.test("the transaction moved on while the question was out: the answer does not
 
 t.test("the overload deferral comes first; the question follows it", async (t) => {
   let behind = true;
-  const gate = { options: { maxTimeoutDeferrals: 2 }, behind: () => behind, shed: () => false, retryAfter: [] } as unknown as OverloadGate;
+  const gate = { options: { maxTimeoutDeferrals: 2 }, behind: () => behind, shed: () => false, dropUnread: () => false, retryAfter: [] } as unknown as OverloadGate;
   const e = setup({ overload: gate });
   e.deliver(INVITE, PHONE);
   e.transport.take();
