@@ -118,9 +118,7 @@ async function main(): Promise<void> {
       ...(o.edgeSoftStateMax === undefined ? {} : { softStateMax: o.edgeSoftStateMax }),
     });
     const settlePids = [...run.pbxPids, ...(proxy.child === undefined ? [] : [proxy.child.pid])];
-    trace?.watch("main", run.pbxPids[0], run.pbxs.main);
-    trace?.watch("standby", run.pbxPids[1], run.pbxs.standby);
-    trace?.watch(o.proxy, proxy.child?.pid, proxy.child === undefined ? undefined : proxy.port);
+    trace?.watchRun(run, [proxy]);
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids, ...(trace === undefined ? {} : { trace }) };
     await warmUp(proxy, base);
     const hogText = o.hogSeconds === undefined ? "" : `, a ${o.hogSeconds} s busy loop ${o.hogAt} s into each step`;

@@ -22,6 +22,7 @@ import { literalResolver, makeTarget } from "../src/edge/targets.js";
 import { systemClock } from "../src/util/clock.js";
 import { Counters } from "../src/util/counters.js";
 import { silentLogger } from "../src/util/logger.js";
+import { fmt, median } from "./lib/report.js";
 
 const UDP: Listener = { id: "udp", transport: "udp", address: "192.0.2.1", port: 5060, advertise: "192.0.2.1", family: 4 };
 let last = "";
@@ -154,6 +155,5 @@ if (process.env.ALLOC === "1") {
     calls.push(bench("call (7 messages)", oneCall));
     regs.push(bench("registration (2 msgs)", oneRegistration));
   }
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
-  console.log(`\nmedian of ${rounds}: ${med(calls).toFixed(2)} µs per call, ${med(regs).toFixed(2)} µs per registration (node ${process.version}); ${sent} messages sent`);
+  console.log(`\nmedian of ${rounds}: ${fmt(median(calls), 2)} µs per call, ${fmt(median(regs), 2)} µs per registration (node ${process.version}); ${sent} messages sent`);
 }

@@ -126,9 +126,7 @@ async function main(): Promise<void> {
   try {
     for (const kind of PROXIES) proxies.set(kind, await startProxy(kind, run.pbxs, run.workDir, o.edgeWorkers === undefined ? {} : { workers: o.edgeWorkers }));
     const settlePids = [...run.pbxPids, ...[...proxies.values()].flatMap((p) => (p.child === undefined ? [] : [p.child.pid]))];
-    trace?.watch("main", run.pbxPids[0], run.pbxs.main);
-    trace?.watch("standby", run.pbxPids[1], run.pbxs.standby);
-    for (const [kind, p] of proxies) trace?.watch(kind, p.child?.pid, p.port);
+    trace?.watchRun(run, proxies.values());
     const base = { transport: o.transport, workDir: run.workDir, started: run.started, settlePids, ...(trace === undefined ? {} : { trace }) };
     for (const p of proxies.values()) await warmUp(p, base);
     console.log(`# SIPp side by side: sip-edge and Kamailio, ${o.transport}, ${o.stepSeconds} s steps, ${o.repeats} repeats\n# ${machineInfo()}\n`);

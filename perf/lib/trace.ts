@@ -11,6 +11,7 @@
  */
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { clockTicks, sampleTree } from "./proc.js";
+import type { ProxyUnderTest } from "./proxies.js";
 
 interface SocketRow {
   port: number;
@@ -98,6 +99,13 @@ export class LoadTrace {
       this.ports.set(port, name);
       this.lastDrops.set(port, udpSockets().get(port)?.drops ?? 0);
     }
+  }
+
+  /** The PBXs of a run and the proxies under test, named by kind (a proxy without a process, the baseline, is left out). */
+  watchRun(run: { pbxPids: readonly number[]; pbxs: { main: number; standby: number } }, proxies: Iterable<ProxyUnderTest>): void {
+    this.watch("main", run.pbxPids[0], run.pbxs.main);
+    this.watch("standby", run.pbxPids[1], run.pbxs.standby);
+    for (const p of proxies) if (p.child !== undefined) this.watch(p.kind, p.child.pid, p.port);
   }
 
   unwatch(name: string): void {

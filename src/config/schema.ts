@@ -299,6 +299,16 @@ const udpSchema = z.strictObject({
   io: z.enum(["auto", "native", "dgram"], { error: expecting('"auto", "native" or "dgram"') }).default("auto"),
 });
 
+/** Methods overload control may refuse (`shedMethods`, `dropMethods`): never ACK or CANCEL, which start no work of their own. */
+function overloadMethods(what: string) {
+  return z.array(
+    z
+      .string({ error: expecting("a SIP method name") })
+      .regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` })
+      .refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never ${what})` }),
+  );
+}
+
 /** src/edge/overload.ts: what the edge does when it is behind. */
 const overloadSchema = z
   .strictObject({
@@ -312,13 +322,9 @@ const overloadSchema = z
     /** How many times one request's timeout may be put off while the edge is behind. */
     maxTimeoutDeferrals: intIn(0, 100).default(4),
     /** Methods of new requests that may be shed (src/edge/overload.ts says why only INVITE by default). */
-    shedMethods: z
-      .array(z.string({ error: expecting("a SIP method name") }).regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` }).refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never shed)` }))
-      .default(["INVITE"]),
+    shedMethods: overloadMethods("shed").default(["INVITE"]),
     /** Methods of requests from UDP dropped unread with the same share (src/edge/overload.ts, dropMethods). */
-    dropMethods: z
-      .array(z.string({ error: expecting("a SIP method name") }).regex(/^[A-Z]+$/, { error: (iss) => `expected a SIP method in capitals, got ${showValue(iss.input)}` }).refine((m) => m !== "ACK" && m !== "CANCEL", { error: (iss) => `expected a method that starts a transaction of its own, got ${String(iss.input)} (ACK and CANCEL are never dropped)` }))
-      .default(["REGISTER"]),
+    dropMethods: overloadMethods("dropped").default(["REGISTER"]),
   })
   .superRefine((o, ctx) => {
     if (o.shedAtMs > 0 && o.resumeAtMs >= o.shedAtMs) {

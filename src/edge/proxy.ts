@@ -5,7 +5,6 @@ import type { SipMessage } from "../sip/message.js";
 import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
 import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
-import { toWire } from "../sip/wire-text.js";
 import { proxyVia, responseTarget } from "../sip/via.js";
 import type { Clock } from "../util/clock.js";
 import { CounterFamily, type Counters } from "../util/counters.js";
@@ -315,8 +314,7 @@ export class Proxy {
         return this.reply(m, inb, 503, "Overloaded", overload.retryAfter);
       }
       const decision = this.d.router().route({ message: m, source: inb.source, listener: inb.listener, fromTarget });
-      // A rule's reason phrase is config text: it goes out as UTF-8 (src/sip/wire-text.ts).
-      if (decision.action === "reject") return this.reply(m, inb, decision.status, decision.reason === undefined ? undefined : toWire(decision.reason));
+      if (decision.action === "reject") return this.reply(m, inb, decision.status, decision.reason);
       if (decision.action === "drop") {
         this.d.counters.inc(`drop.route.${decision.why}`);
         return;

@@ -358,7 +358,8 @@ function compileAction(r: RuleSpec, groups: ReadonlyMap<string, TargetGroup>): R
 function fixedDecision(rule: Rule): Decision | undefined {
   const a = rule.action;
   if (a.kind === "reject") {
-    return Object.freeze({ action: "reject", rule, status: a.status, reason: a.reason, why: `rule "${rule.name}": reject ${a.status} ${a.reason}` });
+    // The reason goes onto the wire as it is stored: UTF-8 bytes, one character each (src/sip/wire-text.ts).
+    return Object.freeze({ action: "reject", rule, status: a.status, reason: toWire(a.reason), why: `rule "${rule.name}": reject ${a.status} ${a.reason}` });
   }
   if (a.kind === "drop") return Object.freeze({ action: "drop", rule, why: `rule "${rule.name}": drop` });
   return undefined;

@@ -383,7 +383,7 @@ export function explain(
       matched: { rule: matchedRule.name, file: matchedRule.file, line: matchedRule.line, description: matchedRule.description, because },
       action: a.kind,
       status: decision.action === "reject" ? decision.status : undefined,
-      reason: decision.action === "reject" ? decision.reason : undefined,
+      reason: decision.action === "reject" ? fromWire(decision.reason) : undefined,
       route,
       deviceClass,
       requestLine: { before, after, changed, rewrite: rw?.text === "" ? undefined : rw?.text, error: rewriteError },

@@ -6,6 +6,7 @@
  * message are wire text (src/sip/wire-text.ts): exact and prefix values are
  * stored in that form, and a regex sees the value decoded from UTF-8.
  */
+import { equalsFoldedAt } from "../sip/lex.js";
 import { fromWire, toWire } from "../sip/wire-text.js";
 
 
@@ -62,23 +63,11 @@ export function lowerAscii(s: string): string {
 }
 
 function equalsFolded(value: string, lower: string): boolean {
-  if (value.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    let c = value.charCodeAt(i);
-    if (c >= 65 && c <= 90) c |= 0x20;
-    if (c !== lower.charCodeAt(i)) return false;
-  }
-  return true;
+  return value.length === lower.length && equalsFoldedAt(value, 0, lower);
 }
 
 function startsWithFolded(value: string, lower: string): boolean {
-  if (value.length < lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    let c = value.charCodeAt(i);
-    if (c >= 65 && c <= 90) c |= 0x20;
-    if (c !== lower.charCodeAt(i)) return false;
-  }
-  return true;
+  return value.length >= lower.length && equalsFoldedAt(value, 0, lower);
 }
 
 function quoteList(values: readonly string[]): string {

@@ -209,5 +209,6 @@ export type Decision =
       readonly rewrite: Rewrite | undefined;
       readonly why: string;
     }
+  /** `reason` is wire text (UTF-8 bytes, src/sip/wire-text.ts); `why` is for people. */
   | { readonly action: "reject"; readonly rule: Rule; readonly status: number; readonly reason: string; readonly why: string }
   | { readonly action: "drop"; readonly rule: Rule; readonly why: string };

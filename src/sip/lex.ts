@@ -176,13 +176,23 @@ export function parseParams(s: string, i: number, end: number, out: Param[]): bo
   return true;
 }
 
-/** Is `s[start..end)` the lower-case letters of `lower`, ignoring case? */
-export function isNameAt(s: string, start: number, end: number, lower: string): boolean {
-  if (end - start !== lower.length) return false;
-  // `| 0x20` lower-cases a letter; no other character lands on a lower-case
-  // letter that way, so this is exact for a name made of letters.
-  for (let k = 0; k < lower.length; k++) if ((s.charCodeAt(start + k) | 0x20) !== lower.charCodeAt(k)) return false;
+/**
+ * Does `s` hold `lower` (lower case) at `at`, A-Z matching a-z? Only ASCII
+ * letters fold (tokens, header and parameter names, RFC 3261 §7.3.1); the
+ * caller checks that `s` is long enough.
+ */
+export function equalsFoldedAt(s: string, at: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) {
+    let c = s.charCodeAt(at + k);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(k)) return false;
+  }
   return true;
+}
+
+/** Is `s[start..end)` the name `lower`, ignoring case? */
+export function isNameAt(s: string, start: number, end: number, lower: string): boolean {
+  return end - start === lower.length && equalsFoldedAt(s, start, lower);
 }
 
 /** First parameter whose name equals `name` (given in lower case), ignoring case. */

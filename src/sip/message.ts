@@ -1,5 +1,5 @@
 import { canonicalName } from "./headers.js";
-import { isLws, splitTopLevel, unfold } from "./lex.js";
+import { isLws, isNameAt, splitTopLevel, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
 import { parseViaList, type Via } from "./via.js";
 import type { SipUri } from "./uri.js";
@@ -178,7 +178,7 @@ export class SipMessage {
         while (i < end && isLws(s.charCodeAt(i))) i++;
         let e = end;
         while (e > i && isLws(s.charCodeAt(e - 1))) e--;
-        if (e - i === t.length && equalsLowerAt(s, i, t)) return true;
+        if (isNameAt(s, i, e, t)) return true;
         i = end + 1;
       }
     }
@@ -485,14 +485,4 @@ export function makeHeader(name: string, wireName: string, value: string): Heade
   // Same shape as a parsed line (one hidden class on the hot path), located nowhere.
   const h: LocatedHeaderField = { name, raw, valueStart: wireName.length + 1, base: "", offset: -1 };
   return h;
-}
-
-/** s[at..) starts with `lower` (lower-case) in any ASCII case. */
-function equalsLowerAt(s: string, at: number, lower: string): boolean {
-  for (let i = 0; i < lower.length; i++) {
-    let c = s.charCodeAt(at + i);
-    if (c >= 65 && c <= 90) c |= 0x20;
-    if (c !== lower.charCodeAt(i)) return false;
-  }
-  return true;
 }

@@ -33,8 +33,9 @@ export class UdpPeer {
     return p;
   }
 
-  send(text: string, port: number): void {
-    this.sock.send(Buffer.from(text, "latin1"), port, "127.0.0.1");
+  /** Text is one character per byte, as the edge reads and writes it. */
+  send(text: string, port: number, address = "127.0.0.1"): void {
+    this.sock.send(Buffer.from(text, "latin1"), port, address);
   }
 
   /** Waits for the n-th message (1-based) and returns it. */
@@ -73,8 +74,7 @@ export function pbxBehaviour(text: string, p: UdpPeer, rinfo: { address: string;
   if (method === "REGISTER") reply = answer(text, "200 OK", [...(contact === undefined ? [] : [`Contact: ${contact}`]), ...(path === undefined ? [] : [`Path: ${path}`])]);
   else if (method === "INVITE") reply = answer(text, "200 OK", [`Contact: <sip:pbx@127.0.0.1:${p.port}>`, "Content-Type: application/sdp"], "pbx1", PBX_SDP);
   else if (method === "BYE" || method === "OPTIONS") reply = answer(text, "200 OK");
-  // Text here is one character per byte, as the edge reads and writes it.
-  if (reply !== undefined) p.sock.send(Buffer.from(reply, "latin1"), rinfo.port, rinfo.address);
+  if (reply !== undefined) p.send(reply, rinfo.port, rinfo.address);
 }
 
 export async function startEdge(targets: EdgeOptions["targets"], over: Partial<EdgeOptions> = {}): Promise<Edge> {

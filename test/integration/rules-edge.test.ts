@@ -100,7 +100,7 @@ type Mode = "answer" | "refuse" | "ring";
 function switchable(mode: () => Mode): (text: string, p: UdpPeer, rinfo: { address: string; port: number }) => void {
   return (text, p, rinfo) => {
     const m = mode();
-    const reply = (r: string): void => void p.sock.send(Buffer.from(r, "latin1"), rinfo.port, rinfo.address);
+    const reply = (r: string): void => p.send(r, rinfo.port, rinfo.address);
     if (m === "refuse" && text.startsWith("INVITE ")) return reply(answer(text, "503 Service Unavailable"));
     if (m === "ring" && text.startsWith("INVITE ")) return reply(answer(text, "180 Ringing"));
     if (m === "ring" && text.startsWith("CANCEL ")) {
