@@ -6,6 +6,10 @@
  *   git worktree add /tmp/edge-before <commit> && (cd /tmp/edge-before && npm ci && npm run build)
  *   npm run build && node dist/perf/edge-ab.js --before /tmp/edge-before [--rates 2000]
  *     [--registers 5000] [--repeats 5] [--step-seconds 10]
+ *     [--before-node-args '--max-semi-space-size=2'] [--after-node-args ...]
+ *
+ * With `--before .` and node args on one side it compares one build under
+ * two V8 settings.
  *
  * Both edges run at once in front of the same two SIPp PBXs, as
  * perf/side-by-side.ts runs sip-edge and Kamailio: each step goes through
@@ -31,9 +35,15 @@ interface Options {
   registers: number[];
   repeats: number;
   stepSeconds: number;
+  beforeNodeArgs: string[];
+  afterNodeArgs: string[];
 }
 
 type Build = "before" | "after";
+
+function words(v: string): string[] {
+  return v.split(/\s+/).filter((w) => w.length > 0);
+}
 const BUILDS: readonly Build[] = ["before", "after"];
 
 async function main(): Promise<void> {
@@ -45,6 +55,8 @@ async function main(): Promise<void> {
     .option("--registers <list>", "REGISTER rates (/s), comma separated", rates, [5000])
     .option("--repeats <n>", "runs of the ladder per build; the median is reported", positiveInt, 5)
     .option("--step-seconds <n>", "length of each step at its target rate", positiveInt, 10)
+    .option("--before-node-args <args>", "options for node running the before build, space separated (V8 flags)", words, [])
+    .option("--after-node-args <args>", "options for node running the after build, space separated", words, [])
     .parse()
     .opts<Options>();
 
@@ -54,12 +66,13 @@ async function main(): Promise<void> {
   const results: { build: Build; r: StepResult }[] = [];
   const edges = new Map<Build, ProxyUnderTest>();
   try {
-    edges.set("before", await startEdge(run.pbxs, run.workDir, { root: resolve(o.before) }));
-    edges.set("after", await startEdge(run.pbxs, run.workDir));
+    edges.set("before", await startEdge(run.pbxs, run.workDir, { root: resolve(o.before), nodeArgs: o.beforeNodeArgs }));
+    edges.set("after", await startEdge(run.pbxs, run.workDir, { nodeArgs: o.afterNodeArgs }));
     const settlePids = [...run.pbxPids, ...[...edges.values()].flatMap((p) => (p.child === undefined ? [] : [p.child.pid]))];
     const base = { transport: "udp" as const, workDir: run.workDir, started: run.started, settlePids };
     for (const e of edges.values()) await warmUp(e, base);
-    console.log(`# SIPp A/B: sip-edge before (${o.before}) and after (this checkout), ${o.stepSeconds} s steps, ${o.repeats} repeats\n# ${machineInfo()}\n`);
+    const flags = (a: string[]) => (a.length === 0 ? "" : ` node ${a.join(" ")}`);
+    console.log(`# SIPp A/B: sip-edge before (${o.before}${flags(o.beforeNodeArgs)}) and after (this checkout${flags(o.afterNodeArgs)}), ${o.stepSeconds} s steps, ${o.repeats} repeats\n# ${machineInfo()}\n`);
     const out = streamTable(["run", "build", ...STEP_HEADER]);
     console.log(out.head);
     for (let rep = 0; rep < o.repeats; rep++) {

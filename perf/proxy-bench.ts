@@ -53,7 +53,8 @@ const proxy = new Proxy({
 });
 const PHONE: Endpoint = { transport: "udp", address: "198.51.100.7", port: 5062 };
 const MAIN: Endpoint = { transport: "udp", address: "10.0.0.1", port: 5070 };
-const deliver = (text: string, source: Endpoint): void => proxy.onMessage({ data: Buffer.from(text, "latin1"), source, listener: UDP });
+// A datagram as the UDP transport hands it over: text, one character per byte.
+const deliver = (text: string, source: Endpoint): void => proxy.onMessage({ data: text, source, listener: UDP });
 
 const sdp = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 function invite(i: number): string {

@@ -164,7 +164,7 @@ function respond(req: string, status: string, withSdp: boolean): string {
 
 /** INVITE/100/180/200/ACK/BYE/200: seven messages, one routing decision. */
 function call(p: Proxy, i: number, called: string): void {
-  const deliver = (text: string, from: Endpoint): void => p.onMessage({ data: Buffer.from(text, "latin1"), source: from, listener: UDP });
+  const deliver = (text: string, from: Endpoint): void => p.onMessage({ data: text, source: from, listener: UDP });
   deliver(invite(i, called), source);
   const fwd = last;
   deliver(respond(fwd, "100 Trying", false), MAIN);

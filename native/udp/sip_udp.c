@@ -9,8 +9,9 @@
  * store, an rinfo object, and per send a SendWrap and a completion tick
  * (perf/RESULTS.md, "The floor: a bare Node relay"). Here one readable
  * event costs one recvmmsg of up to BATCH datagrams and one call into JS;
- * the datagrams land in a receive area and a table the JS side allocated
- * and reads in place (src/transport/native-udp.ts); what JS sends while it
+ * the datagrams land in a receive area the JS side allocated and reach JS
+ * as one string each, their senders in a table JS reads in place
+ * (src/transport/native-udp.ts); what JS sends while it
  * handles them is held and goes out in one sendmmsg (js_send, js_flush),
  * with no request object and no callback per datagram.
  *
@@ -105,15 +106,36 @@ static void describe(sock_t *s, int i, unsigned len) {
   }
 }
 
+/*
+ * onBatch(n, texts): n datagrams, each handed over as text, one character
+ * per byte (latin1), which is how the edge reads a message (src/sip/parse.ts).
+ * Made here straight from the receive area: one copy into the string, where
+ * a Buffer per datagram decoded by the parser was two copies and two objects.
+ * A negative n is an error code, with no texts.
+ */
 static void call_js(sock_t *s, int n) {
   napi_env env = s->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv, argv[1], result;
+  napi_value fn, recv, argv[2], result;
   napi_get_reference_value(env, s->on_batch, &fn);
   napi_get_global(env, &recv); /* napi_make_callback wants an object as receiver */
   napi_create_int32(env, n, &argv[0]);
-  napi_status st = napi_make_callback(env, s->actx, recv, fn, 1, argv, &result);
+  int argc = 1;
+  if (n > 0) {
+    napi_create_array_with_length(env, (size_t)n, &argv[1]);
+    for (int i = 0; i < n; i++) {
+      napi_value text;
+      if (napi_create_string_latin1(env, (const char *)s->area + (size_t)i * SLOT, s->msgs[i].msg_len, &text) != napi_ok) {
+        /* Out of memory: nothing can be handed over; the datagrams are lost as if dropped. */
+        napi_close_handle_scope(env, scope);
+        return;
+      }
+      napi_set_element(env, argv[1], (uint32_t)i, text);
+    }
+    argc = 2;
+  }
+  napi_status st = napi_make_callback(env, s->actx, recv, fn, argc, argv, &result);
   if (st == napi_pending_exception) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
@@ -341,7 +363,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 /*
  * send(handle, data, port, address, hold) -> 0, an errno, or -1.
- * data is a Buffer or a string (sent as UTF-8, as dgram does).
+ * data is a Buffer or a string of one character per byte (latin1, below).
  *
  * Without hold: one sendto now; 0 or its errno.
  * With hold: the datagram is copied into the socket's send area and goes

@@ -124,6 +124,8 @@ export interface EdgeRunOptions {
   udpIo?: UdpIoChoice;
   /** `softState.maxEntries` of the edge; the config's default when absent. */
   softStateMax?: number;
+  /** Options for node itself, before the script (V8 flags such as `--max-semi-space-size=2`). */
+  nodeArgs?: readonly string[];
 }
 
 export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions = {}): Promise<ProxyUnderTest> {
@@ -138,7 +140,7 @@ export async function startEdge(pbxs: Pbxs, workDir: string, o: EdgeRunOptions =
   if (o.rulesYaml !== undefined) writeFileSync(rules, o.rulesYaml);
   else rmSync(rules, { force: true });
   const prof = o.cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir];
-  const args = [...prof, cli, "start", "--config", config];
+  const args = [...(o.nodeArgs ?? []), ...prof, cli, "start", "--config", config];
   // Always explicit, so the recorded runs say how many processes they used.
   args.push("--workers", String(o.workers ?? 1));
   const child = startChild("sip-edge", process.execPath, args, { cwd: workDir });

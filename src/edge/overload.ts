@@ -101,8 +101,8 @@ export class OverloadGate {
   private nextUpAt = -Infinity;
   /** The header of the 503, built once. */
   readonly retryAfter: readonly string[];
-  /** "REGISTER " and the like as bytes: how a datagram in `dropMethods` starts. */
-  private readonly dropHeads: readonly Uint8Array[];
+  /** "REGISTER " and the like: how a datagram in `dropMethods` starts. */
+  private readonly dropHeads: readonly string[];
 
   constructor(
     readonly options: Readonly<OverloadOptions>,
@@ -119,7 +119,7 @@ export class OverloadGate {
     private readonly random: () => number = Math.random,
   ) {
     this.retryAfter = Object.freeze([`Retry-After: ${options.retryAfterSeconds}`]);
-    this.dropHeads = [...(options.dropMethods ?? [])].map((m) => Buffer.from(`${m} `, "latin1"));
+    this.dropHeads = [...(options.dropMethods ?? [])].map((m) => `${m} `);
     this.lastAdjust = clock.now();
   }
 
@@ -136,15 +136,12 @@ export class OverloadGate {
    * Asked for each datagram before it is parsed: drop it unread? Only while
    * shedding, and only a request whose method is in `dropMethods`.
    */
-  dropUnread(data: Uint8Array): boolean {
+  dropUnread(data: string): boolean {
     if (this.share === 0) return false;
     const heads = this.dropHeads;
     for (let h = 0; h < heads.length; h++) {
       const head = heads[h]!;
-      if (data.length <= head.length) continue;
-      let i = 0;
-      while (i < head.length && data[i] === head[i]) i++;
-      if (i === head.length) return this.random() < this.share;
+      if (data.length > head.length && data.startsWith(head)) return this.random() < this.share;
     }
     return false;
   }

@@ -23,7 +23,8 @@ export interface Listener {
 }
 
 export interface Inbound {
-  data: Buffer;
+  /** A datagram as text, one character per byte (latin1); a message framed from a stream as bytes. */
+  data: string | Buffer;
   source: Endpoint;
   listener: Listener;
   /** The connection a stream message arrived on. */

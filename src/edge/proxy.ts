@@ -143,7 +143,8 @@ export class Proxy {
     // Behind: a share of new REGISTERs from UDP is dropped before any work
     // (src/edge/overload.ts), never one from a target.
     const overload = this.d.overload;
-    if (overload !== undefined && inb.source.transport === "udp" && overload.dropUnread(inb.data) && this.targetFromSource(inb.source) === undefined) {
+    // (A datagram arrives as text, src/transport/udp.ts; stream messages as bytes.)
+    if (overload !== undefined && typeof inb.data === "string" && overload.dropUnread(inb.data) && this.targetFromSource(inb.source) === undefined) {
       this.d.counters.inc("drop.overload.unread");
       return;
     }

@@ -48,7 +48,7 @@ export interface RetryState {
   /** Candidates not tried yet, in order. */
   rest: readonly Target[];
   /** The request exactly as received, re-processed for each attempt. */
-  original: Buffer;
+  original: string | Buffer;
   /** Where it was received: the source of any answer the edge gives itself. */
   inbound: Inbound;
   attempt: number;

@@ -8,11 +8,16 @@ export const CRLF = Buffer.from("\r\n", "latin1");
 export type KeepaliveKind = "none" | "ping" | "pong";
 
 /** "ping" for two or more CRLFs, "pong" for one, "none" when the bytes are anything else. */
-export function classifyKeepalive(data: Buffer): KeepaliveKind {
+export function classifyKeepalive(data: Buffer | string): KeepaliveKind {
   const n = data.length;
-  if (n < 2 || n % 2 !== 0 || data[0] !== 13) return "none";
+  if (n < 2 || n % 2 !== 0) return "none";
   for (let i = 0; i < n; i += 2) {
-    if (data[i] !== 13 || data[i + 1] !== 10) return "none";
+    if (codeAt(data, i) !== 13 || codeAt(data, i + 1) !== 10) return "none";
   }
   return n === 2 ? "pong" : "ping";
+}
+
+/** A datagram comes as text (src/transport/udp.ts), a WebSocket message as bytes. */
+function codeAt(data: Buffer | string, i: number): number | undefined {
+  return typeof data === "string" ? data.charCodeAt(i) : data[i];
 }

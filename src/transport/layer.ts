@@ -358,7 +358,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
     }
   }
 
-  onDatagram(listener: UdpListener, data: Buffer, address: string, port: number): void {
+  onDatagram(listener: UdpListener, data: string, address: string, port: number): void {
     if (data.length > this.maxMessageBytes) {
       this.count("udp-oversize");
       return;
@@ -368,7 +368,7 @@ export class TransportLayer implements FlowHost, UdpHost, StreamListenerHost {
       return;
     }
     // CRLF keepalives over UDP carry no message (RFC 5626 §3.5.1 peers use them to keep NAT bindings).
-    if (data[0] === 13 && classifyKeepalive(data) !== "none") {
+    if (data.charCodeAt(0) === 13 && classifyKeepalive(data) !== "none") {
       this.keepaliveCount++;
       return;
     }

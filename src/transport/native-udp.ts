@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
  * edge uses dgram and logs why (`udp.io` in the config).
  */
 interface Binding {
-  open(family: 4 | 6, address: string, port: number, group: number, bufferBytes: number, area: Buffer, meta: Int32Array, onBatch: (n: number) => void): [unknown, number];
+  open(family: 4 | 6, address: string, port: number, group: number, bufferBytes: number, area: Buffer, meta: Int32Array, onBatch: (n: number, texts?: string[]) => void): [unknown, number];
   send(handle: unknown, data: Buffer | string, port: number, address: string, hold: boolean): number;
   flush(handle: unknown, status: Int32Array): number;
   quiesce(handle: unknown): number;
@@ -57,7 +57,8 @@ export function nativeUdp(): { binding?: Binding; error?: string } {
   return loaded;
 }
 
-export type DatagramHandler = (data: Buffer, address: string, port: number) => void;
+/** `data` is the datagram as text, one character per byte (latin1), as the parser reads it. */
+export type DatagramHandler = (data: string, address: string, port: number) => void;
 /** Told when a send failed after send() returned (a held send, at flush). */
 export type SendFailed = (err: Error) => void;
 
@@ -87,9 +88,9 @@ export function sendError(errno: number): Error {
 }
 
 /**
- * One native socket. Datagrams are copied out of the shared receive area
- * before the handler sees them: the proxy may keep a message (soft state,
- * a failover retry) past the next batch, which overwrites the area.
+ * One native socket. The addon hands each datagram over as a string made
+ * from the receive area: the proxy may keep a message (soft state, a
+ * failover retry) past the next batch, which overwrites the area.
  */
 export class NativeUdpSocket {
   private readonly area: Buffer;
@@ -99,7 +100,6 @@ export class NativeUdpSocket {
   private handle: unknown;
   private readonly v4Names = new Map<number, string>();
   private readonly metaInts: number;
-  private readonly slot: number;
   /** The callbacks of the sends held now, in order; one per held send. */
   private held: Array<SendFailed | undefined> = [];
   private readonly status: Int32Array;
@@ -115,7 +115,7 @@ export class NativeUdpSocket {
   ) {
     this.status = new Int32Array(binding.SEND_BATCH);
     this.metaInts = binding.META_INTS;
-    this.slot = binding.SLOT;
+    // Where recvmmsg writes; only the addon reads it (it makes the texts).
     this.area = Buffer.allocUnsafeSlow(binding.BATCH * binding.SLOT);
     this.meta = new Int32Array(binding.BATCH * binding.META_INTS);
     this.metaBytes = new Uint8Array(this.meta.buffer);
@@ -195,8 +195,8 @@ export class NativeUdpSocket {
   }
 
   /** A class field, so the addon holds one function for the socket's life. */
-  private readonly onBatch = (n: number): void => {
-    if (n < 0) {
+  private readonly onBatch = (n: number, texts?: string[]): void => {
+    if (n < 0 || texts === undefined) {
       this.onReadError(-n);
       return;
     }
@@ -205,11 +205,7 @@ export class NativeUdpSocket {
     try {
       for (let i = 0; i < n; i++) {
         const m = i * this.metaInts;
-        const len = meta[m]!;
-        const start = i * this.slot;
-        const data = Buffer.allocUnsafe(len);
-        this.area.copy(data, 0, start, start + len);
-        this.onDatagram(data, meta[m + 2] === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
+        this.onDatagram(texts[i]!, meta[m + 2] === 4 ? this.v4Name(meta[m + 3]!, m) : this.v6Name(m), meta[m + 1]!);
       }
     } finally {
       if (--batching === 0) flushHeld();

@@ -27,12 +27,14 @@ export function encodeProbe(tag: number, stampMs: number): Buffer {
   return b;
 }
 
-/** A probe's tag and stamp; undefined when `data` is not a probe. */
-export function decodeProbe(data: Buffer): { tag: number; stampMs: number } | undefined {
-  if (data.length !== PROBE_BYTES || data[0] !== 0 || data[1] !== MAGIC) return undefined;
-  const stampMs = data.readDoubleBE(6);
+/** A probe's tag and stamp; undefined when `data` (the datagram, as bytes or as latin1 text) is not a probe. */
+export function decodeProbe(data: Buffer | string): { tag: number; stampMs: number } | undefined {
+  if (data.length !== PROBE_BYTES) return undefined;
+  const b = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+  if (b[0] !== 0 || b[1] !== MAGIC) return undefined;
+  const stampMs = b.readDoubleBE(6);
   if (!Number.isFinite(stampMs)) return undefined;
-  return { tag: data.readUInt32BE(2), stampMs };
+  return { tag: b.readUInt32BE(2), stampMs };
 }
 
 /**

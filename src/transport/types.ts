@@ -34,7 +34,8 @@ export interface BoundListener {
 }
 
 export interface InboundMessage {
-  data: Buffer;
+  /** A datagram as text, one character per byte (latin1); a message framed from a stream as bytes. */
+  data: string | Buffer;
   source: Endpoint;
   /** The listener the message arrived on (for an outbound connection: the one its traffic belongs to). */
   listener: BoundListener;

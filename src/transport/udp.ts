@@ -13,7 +13,8 @@ import type { BoundListener, ListenerSpec } from "./types.js";
 export interface UdpHost {
   readonly logger: Logger;
   readonly clock: Clock;
-  onDatagram(listener: UdpListener, data: Buffer, address: string, port: number): void;
+  /** `data`: the datagram as text, one character per byte (latin1), as the parser reads it. */
+  onDatagram(listener: UdpListener, data: string, address: string, port: number): void;
   count(reason: string): void;
 }
 
@@ -28,7 +29,7 @@ export interface UdpHost {
 export type UdpIo = { kind: "dgram" } | { kind: "native"; group: number };
 
 /** Called with the sender's address (IPv4-mapped IPv6 already made plain IPv4) and port. */
-type OnDatagram = (data: Buffer, address: string, port: number) => void;
+type OnDatagram = (data: string, address: string, port: number) => void;
 type SendDone = (err: Error | null) => void;
 
 /** One socket of a listener; bind resolves with its port. */
@@ -113,7 +114,7 @@ export class UdpListener {
    */
   private receiver(isPrivate: boolean): OnDatagram {
     return (data, address, port) => {
-      if (data.length === PROBE_BYTES && data[0] === 0 && this.takeProbe(isPrivate, data, address, port)) return;
+      if (data.length === PROBE_BYTES && data.charCodeAt(0) === 0 && this.takeProbe(isPrivate, data, address, port)) return;
       this.host.onDatagram(this, data, address, port);
     };
   }
@@ -141,7 +142,7 @@ export class UdpListener {
    * is dropped, and anything else that merely looks like one goes on to
    * the parser like any datagram.
    */
-  private takeProbe(isPrivate: boolean, data: Buffer, address: string, port: number): boolean {
+  private takeProbe(isPrivate: boolean, data: string, address: string, port: number): boolean {
     if (port !== (isPrivate ? this.privatePort : this.bound?.port) || address !== this.probeAddress) return false;
     const delay = isPrivate ? this.privateDelay : this.sharedDelay;
     const p = decodeProbe(data);
@@ -228,7 +229,8 @@ class DgramSocket implements DatagramSocket {
   ) {
     this.s = createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup });
     const mapped = family === 6;
-    this.s.on("message", (data: Buffer, rinfo: RemoteInfo) => onDatagram(data, mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port));
+    // As text, like the native socket's datagrams (src/transport/native-udp.ts).
+    this.s.on("message", (data: Buffer, rinfo: RemoteInfo) => onDatagram(data.toString("latin1"), mapped ? normalizeAddress(rinfo.address) : rinfo.address, rinfo.port));
   }
 
   bind(address: string, port: number, exclusive: boolean): Promise<number> {

@@ -83,7 +83,9 @@ export function makeEdge(opts: { targets?: Target[]; router?: Router; domains?: 
     ...(opts.peers === undefined ? {} : { peers: opts.peers }),
   });
   const deliver = (text: string, source: Endpoint, listener: Listener = source.transport === "udp" ? UDP : TCP, flowId?: string): void => {
-    const inb: Inbound = { data: Buffer.from(text, "latin1"), source, listener, ...(flowId === undefined ? {} : { flowId }) };
+    // As the transport hands them over: a datagram as text, a stream message as bytes.
+    const data = source.transport === "udp" ? text : Buffer.from(text, "latin1");
+    const inb: Inbound = { data, source, listener, ...(flowId === undefined ? {} : { flowId }) };
     proxy.onMessage(inb);
   };
   return { proxy, transport, counters, flowTokens, softState, targets, deliver, clock };

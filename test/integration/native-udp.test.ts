@@ -18,7 +18,15 @@ const { binding, error } = nativeUdp();
 /** Without the addon the first test fails with the reason and the rest are skipped. */
 const skip = binding === undefined ? (error ?? "not built") : false;
 
+/** What the native socket read: the datagram as text, one character per byte. */
 interface Got {
+  data: string;
+  address: string;
+  port: number;
+}
+
+/** What a dgram client read. */
+interface Rx {
   data: Buffer;
   address: string;
   port: number;
@@ -33,8 +41,8 @@ function open(t: Test, family: 4 | 6, address: string, port = 0, group = 0): { s
   return { sock, port: bound, got, errors };
 }
 
-async function client(t: Test, type: "udp4" | "udp6", address: string): Promise<Socket & { rx: Got[] }> {
-  const c = createSocket(type) as Socket & { rx: Got[] };
+async function client(t: Test, type: "udp4" | "udp6", address: string): Promise<Socket & { rx: Rx[] }> {
+  const c = createSocket(type) as Socket & { rx: Rx[] };
   c.rx = [];
   c.on("message", (data, r) => c.rx.push({ data, address: r.address, port: r.port }));
   c.bind(0, address);
@@ -52,16 +60,16 @@ t.test("reads datagrams with their sender, and sends Buffers and strings back", 
   const c = await client(t, "udp4", "127.0.0.1");
   c.send("OPTIONS one", s.port, "127.0.0.1");
   await waitFor(() => s.got.length === 1, { ...WAIT, what: "the first datagram" });
-  t.equal(s.got[0]!.data.toString(), "OPTIONS one");
+  t.equal(s.got[0]!.data, "OPTIONS one");
   t.equal(s.got[0]!.address, "127.0.0.1");
   t.equal(s.got[0]!.port, c.address().port);
 
   // Many more, so the receive area is reused: the first copy must not change.
   for (let i = 0; i < 100; i++) c.send(`datagram ${i} ${"x".repeat(i * 10)}`, s.port, "127.0.0.1");
   await waitFor(() => s.got.length === 101, { ...WAIT, what: "100 more datagrams" });
-  t.equal(s.got[0]!.data.toString(), "OPTIONS one", "a datagram kept past later batches is intact (it was copied out)");
+  t.equal(s.got[0]!.data, "OPTIONS one", "a datagram kept past later batches is intact (its text was made from the area)");
   t.same(
-    s.got.slice(1).map((g) => g.data.toString()),
+    s.got.slice(1).map((g) => g.data),
     Array.from({ length: 100 }, (_, i) => `datagram ${i} ${"x".repeat(i * 10)}`),
     "every datagram, in order, byte for byte",
   );
@@ -78,7 +86,20 @@ t.test("reads datagrams with their sender, and sends Buffers and strings back", 
   t.equal(c.rx[2]!.data.length, 65_000);
   c.send(big, s.port, "127.0.0.1");
   await waitFor(() => s.got.length === 102, { ...WAIT, what: "the large datagram read" });
-  t.ok(s.got[101]!.data.equals(big), "a 65,000-byte datagram is read whole");
+  t.ok(Buffer.from(s.got[101]!.data, "latin1").equals(big), "a 65,000-byte datagram is read whole");
+
+  // Every byte value comes through as the character of that code (latin1),
+  // which is how the parser reads a message; UTF-8 is not decoded.
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  const utf8 = Buffer.from("INFO é €", "utf8");
+  c.send(all, s.port, "127.0.0.1");
+  c.send(utf8, s.port, "127.0.0.1");
+  c.send(Buffer.alloc(0), s.port, "127.0.0.1");
+  await waitFor(() => s.got.length === 105, { ...WAIT, what: "the byte-value datagrams" });
+  t.ok(Buffer.from(s.got[102]!.data, "latin1").equals(all), "bytes 0x00-0xff, one character each");
+  t.equal(s.got[103]!.data.length, utf8.length, "UTF-8 text: one character per byte");
+  t.ok(Buffer.from(s.got[103]!.data, "latin1").equals(utf8));
+  t.equal(s.got[104]!.data, "", "an empty datagram is an empty text");
   t.same(s.errors, []);
 });
 
@@ -106,7 +127,7 @@ t.test("sends made while a batch is handled are held and go out together at its 
   const c = await client(t, "udp4", "127.0.0.1");
   const failures: Array<{ i: number; errno: unknown }> = [];
   const sock: NativeUdpSocket = new NativeUdpSocket(binding!, 4, (data, address, port) => {
-    if (data.toString() !== "go") return;
+    if (data !== "go") return;
     // 100: more than one flush holds (SEND_BATCH), so the area fills and is sent mid-batch.
     for (let i = 0; i < 100; i++) t.equal(sock.send(`answer ${i}`, port, address, () => t.fail(`answer ${i} failed`)), 0);
     // Broadcast without SO_BROADCAST: held (the address is valid), refused by the kernel at flush.
