@@ -70,28 +70,41 @@ export interface Span {
  */
 export function splitTopLevel(s: string, sep = 44 /* , */): Span[] | undefined {
   const out: Span[] = [];
-  let start = 0;
-  let angle = false;
   const n = s.length;
-  for (let i = 0; i < n; i++) {
+  for (let start = 0; ; ) {
+    const e = topLevelEnd(s, start, n, sep);
+    if (e < 0) return undefined;
+    out.push(trimSpan(s, start, e));
+    if (e === n) return out;
+    start = e + 1;
+  }
+}
+
+/**
+ * Where the element of a list value that starts at `from` ends: the first
+ * top-level `sep` in `s[from..end)` (see splitTopLevel), or `end`; -1 when
+ * a quote or angle bracket is left open before it. For a reader that needs
+ * only the first element of a line (the top Via of `Via: a, b`), with no
+ * spans built for the rest.
+ */
+export function topLevelEnd(s: string, from: number, end: number, sep = 44 /* , */): number {
+  let angle = false;
+  for (let i = from; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c === 34) {
-      const j = skipQuoted(s, i, n);
-      if (j < 0) return undefined;
+      const j = skipQuoted(s, i, end);
+      if (j < 0) return -1;
       i = j - 1;
     } else if (c === 60 /* < */) {
-      if (angle) return undefined;
+      if (angle) return -1;
       angle = true;
     } else if (c === 62 /* > */) {
       angle = false;
     } else if (c === sep && !angle) {
-      out.push(trimSpan(s, start, i));
-      start = i + 1;
+      return i;
     }
   }
-  if (angle) return undefined;
-  out.push(trimSpan(s, start, n));
-  return out;
+  return angle ? -1 : end;
 }
 
 function trimSpan(s: string, start: number, end: number): Span {

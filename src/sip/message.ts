@@ -1,7 +1,7 @@
 import { canonicalName } from "./headers.js";
 import { isLws, isNameAt, splitTopLevel, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
-import { parseViaList, type Via } from "./via.js";
+import { parseTopVia, parseViaList, type Via } from "./via.js";
 import type { SipUri } from "./uri.js";
 
 /** One header line as received (continuation lines included). */
@@ -279,8 +279,8 @@ export class SipMessage {
   private refreshTopVia(): void {
     const i = this.indexOf("via");
     if (i < 0) return;
-    const r = parseViaList(headerValue(this.headers[i]!));
-    if (r.ok && r.vias[0] !== undefined) this.topVia = r.vias[0];
+    const r = parseTopVia(headerValue(this.headers[i]!));
+    if (r.ok) this.topVia = r.via;
   }
 
   setMaxForwards(n: number): void {

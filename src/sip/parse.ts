@@ -3,7 +3,7 @@ import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
 import { SipMessage, type CSeq, type HeaderField, type LocatedHeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
-import { parseViaList, parseViaValue, type Via } from "./via.js";
+import { parseTopVia, type Via } from "./via.js";
 
 /** Limits enforced while reading (DESIGN.md §2.8). */
 export interface ParseLimits {
@@ -227,16 +227,10 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined) {
-            if (!folded && commas === 0) {
-              // One value on one line (nearly every Via): parsed in place.
-              const r = parseViaValue(s, colon + 1, end);
-              if (!r.ok) throw new Fail("bad-via", r.reason, pos);
-              topVia = r.via;
-            } else {
-              const r = parseViaList(folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(colon + 1, end));
-              if (!r.ok) throw new Fail("bad-via", r.reason, pos);
-              topVia = r.vias[0];
-            }
+            // Parsed in place unless folded; of a line of several values only the first.
+            const r = folded ? parseTopVia(unfold(h.raw.slice(h.valueStart))) : parseTopVia(s, colon + 1, end);
+            if (!r.ok) throw new Fail("bad-via", r.reason, pos);
+            topVia = r.via;
           }
           break;
         }

@@ -1,4 +1,4 @@
-import { isLws, isNameAt, isTokenChar, scanParams, skipLws, splitTopLevel, trimEndLws } from "./lex.js";
+import { isLws, isNameAt, isTokenChar, scanParams, skipLws, splitTopLevel, topLevelEnd, trimEndLws } from "./lex.js";
 
 /** One Via value (RFC 3261 §20.42, RFC 3581 `rport`). */
 export interface Via {
@@ -172,6 +172,23 @@ const VIA_SPANS: number[] = [];
 
 function isHostEnd(c: number): boolean {
   return c === 58 || c === 59 || isLws(c);
+}
+
+/**
+ * The first value of a Via line's `s[start..end)`; the others (SIPp and
+ * some PBXs answer with `Via: ours, the phone's` on one line) are not
+ * read: nothing needs them until the edge's own is removed, and a Via line
+ * of its own below the top one is not read either.
+ */
+export function parseTopVia(s: string, start = 0, end = s.length): ViaResult {
+  // Without a comma the value is the whole line, read as one value is read
+  // wherever it stands (a stray quote in it is that reader's to judge, as
+  // in parseViaList): a lone value must not be refused here and taken there.
+  const comma = s.indexOf(",", start);
+  if (comma < 0 || comma >= end) return parseViaValue(s, start, end);
+  const e = topLevelEnd(s, start, end);
+  if (e < 0) return fail("Via: unbalanced quotes");
+  return parseViaValue(s, start, e);
 }
 
 /** Parses every value of a (possibly multi-value) Via header line. */

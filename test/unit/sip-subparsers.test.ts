@@ -6,10 +6,11 @@
  */
 import t from "tap";
 import { canonicalName, lookupNameAt } from "../../src/sip/headers.js";
-import { findParam, isToken, parseParams, splitTopLevel, unfold, type Param } from "../../src/sip/lex.js";
+import { findParam, isToken, parseParams, splitTopLevel, topLevelEnd, unfold, type Param } from "../../src/sip/lex.js";
 import { parseContact, parseNameAddr, parseNameAddrList, quickCheckNameAddr, tagOf } from "../../src/sip/nameaddr.js";
 import { formatSipUri, hostRef, parseUri, unescape, uriParam, type SipUri } from "../../src/sip/uri.js";
-import { parseViaList, parseViaValue, proxyVia, responseTarget, type Via } from "../../src/sip/via.js";
+import { parseTopVia, parseViaList, parseViaValue, proxyVia, responseTarget, type Via } from "../../src/sip/via.js";
+import { parse } from "../../src/sip/parse.js";
 
 type UriRow = [text: string, expect: Partial<SipUri> | { error: RegExp }];
 
@@ -242,6 +243,59 @@ t.test("parseViaList", async (tt) => {
     const r = parseViaList(text);
     tt.equal(r.ok, false, `${JSON.stringify(text)}: refused`);
     if (!r.ok) tt.match(r.reason, reason);
+  }
+});
+
+t.test("parseTopVia: the first value of a line, the others not read", async (tt) => {
+  const two = "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b:5061;branch=z9hG4bK2";
+  const r = parseTopVia(two);
+  tt.ok(r.ok && r.via.branch === "z9hG4bK1" && r.via.raw === "SIP/2.0/UDP a;branch=z9hG4bK1");
+  const quoted = parseTopVia('SIP/2.0/UDP a;x="q,r";branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2');
+  tt.ok(quoted.ok && quoted.via.branch === "z9hG4bK1" && quoted.via.raw === 'SIP/2.0/UDP a;x="q,r";branch=z9hG4bK1', "a comma inside quotes is not the end");
+  const line = `Via: ${two}  `;
+  const span = parseTopVia(line, 4, line.length);
+  tt.ok(span.ok && span.via.host === "a" && span.via.branch === "z9hG4bK1", "a span of a longer string");
+  tt.ok(parseTopVia("SIP/2.0/UDP a;branch=z9hG4bK1").ok, "a single value");
+  const laterBad = parseTopVia("SIP/2.0/UDP a;branch=z9hG4bK1, junk");
+  tt.ok(laterBad.ok, "a malformed later value is not read (as a Via line of its own below the top one is not)");
+  for (const [text, reason] of [
+    ['SIP/2.0/UDP a;x="q, SIP/2.0/UDP b', /unbalanced quotes/],
+    [", SIP/2.0/UDP a", /missing protocol/],
+    ["junk, SIP/2.0/UDP a", /expected '\/'/],
+  ] as const) {
+    const bad = parseTopVia(text);
+    tt.equal(bad.ok, false, `${JSON.stringify(text)}: refused`);
+    if (!bad.ok) tt.match(bad.reason, reason);
+  }
+
+  // Regression (sip-property, seed 310710209): a lone value with a stray
+  // quote is read as parseViaValue reads it, so a message accepted with it on
+  // top still shows it as the top Via once the edge's own is removed above it.
+  const stray = 'SIP/2.0/UDP a;branch=z"hG4bK1;rport';
+  const lone = parseTopVia(stray);
+  const plain = parseViaValue(stray);
+  tt.ok(lone.ok && plain.ok && lone.via.branch === plain.via.branch, "a lone value: as parseViaValue reads it");
+  const req = ["OPTIONS sip:b@x SIP/2.0", `Via: ${stray}`, "From: <sip:a@x>;tag=1", "To: <sip:b@x>", "Call-ID: c2", "CSeq: 1 OPTIONS", "Content-Length: 0", "", ""].join("\r\n");
+  const accepted = parse(req);
+  tt.ok(accepted.ok);
+  if (accepted.ok) {
+    const ours = "SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKours";
+    const relayed = parse(accepted.message.toString().replace("\r\nVia:", `\r\nVia: ${ours}\r\nVia:`));
+    tt.ok(relayed.ok && relayed.message.topVia.branch === "z9hG4bKours");
+    if (relayed.ok) {
+      tt.ok(relayed.message.removeTopVia());
+      tt.equal(relayed.message.topVia.branch, 'z"hG4bK1', "the phone's Via is the top one again");
+    }
+  }
+
+  // In a message: the top Via of `Via: ours, the phone's` (how SIPp answers).
+  const response = ["SIP/2.0 200 OK", `Via: ${two}`, "From: <sip:a@x>;tag=1", "To: <sip:b@x>;tag=2", "Call-ID: c1", "CSeq: 1 INVITE", "Content-Length: 0", "", ""].join("\r\n");
+  const m = parse(response);
+  tt.ok(m.ok && m.message.topVia.branch === "z9hG4bK1");
+  if (m.ok) {
+    tt.ok(m.message.removeTopVia());
+    tt.equal(m.message.topVia.branch, "z9hG4bK2", "after the edge's own is removed, the next value is the top one");
+    tt.equal(m.message.topVia.transport, "TCP");
   }
 });
 
@@ -497,6 +551,13 @@ t.test("lex helpers", async (tt) => {
   tt.equal(split('"open, a'), undefined);
   tt.equal(split("<open, a"), undefined);
   tt.equal(split("<<a>>"), undefined);
+  const text0 = 'x: "q,r" <sip:a,b>, c';
+  tt.equal(topLevelEnd(text0, 2, text0.length), text0.indexOf(", c"), "the first top-level comma");
+  tt.equal(topLevelEnd(text0, text0.indexOf(" c"), text0.length), text0.length, "none: the end");
+  tt.equal(topLevelEnd("a;b, c", 0, 3), 3, "bounded by end");
+  tt.equal(topLevelEnd('"open, a', 0, 8), -1);
+  tt.equal(topLevelEnd("<open, a", 0, 8), -1);
+  tt.equal(topLevelEnd("a|b", 0, 3, 124), 1, "another separator");
 
   const params: Param[] = [];
   const text = ' ; a = 1 ;b; c="q;" ; d=[::1]';
