@@ -130,9 +130,14 @@ function aorOf(m: SipMessage): string | undefined {
 /**
  * Caps the expiry a registrar granted (Expires header and each Contact's
  * `expires`, RFC 3261 §10.3 step 8), so a device with a switch pending
- * refreshes inside its switch window.
+ * refreshes inside its switch window. `cap` never raises an expiry
+ * (min(granted, limit), FailoverPolicy.capExpires).
  */
 export function capRegisterExpires(r: SipMessage, cap: (granted: number) => number): void {
+  // Nearly always no switch is pending: a cap that leaves the longest
+  // expiry alone leaves every one alone, and the answer is not read at all
+  // (its Contacts were a regex replace with a callback per 200 OK).
+  if (cap(Number.MAX_SAFE_INTEGER) >= Number.MAX_SAFE_INTEGER) return;
   const exp = r.get("Expires");
   if (exp !== undefined && /^\d+$/.test(exp)) {
     const n = Number(exp);
