@@ -25,7 +25,7 @@ import { startEdge } from "./lib/proxies.js";
 import type { ProxyUnderTest } from "./lib/proxies.js";
 import { fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
 import { machineInfo, startRun } from "./lib/run.js";
-import { positiveInt, rates } from "./lib/args.js";
+import { positiveInt, rates, words } from "./lib/args.js";
 import { runStep, stepTimeoutS, warmUp } from "./lib/steps.js";
 import type { StepKind, StepResult } from "./lib/steps.js";
 
@@ -41,9 +41,6 @@ interface Options {
 
 type Build = "before" | "after";
 
-function words(v: string): string[] {
-  return v.split(/\s+/).filter((w) => w.length > 0);
-}
 const BUILDS: readonly Build[] = ["before", "after"];
 
 async function main(): Promise<void> {

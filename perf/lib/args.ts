@@ -16,3 +16,8 @@ export function positiveInt(v: string): number {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
   return n;
 }
+
+/** Space-separated words (flags handed on to another program); "" is none. */
+export function words(v: string): string[] {
+  return v.split(/\s+/).filter((w) => w.length > 0);
+}

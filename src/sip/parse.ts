@@ -3,7 +3,7 @@ import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
 import { SipMessage, type CSeq, type HeaderField, type LocatedHeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
-import { parseTopVia, type Via } from "./via.js";
+import { parseTopVia, parseViaValue, type Via } from "./via.js";
 
 /** Limits enforced while reading (DESIGN.md §2.8). */
 export interface ParseLimits {
@@ -227,8 +227,10 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined) {
-            // Parsed in place unless folded; of a line of several values only the first.
-            const r = folded ? parseTopVia(unfold(h.raw.slice(h.valueStart))) : parseTopVia(s, colon + 1, end);
+            // Parsed in place unless folded; of a line of several values only
+            // the first. A line known to have no comma (nearly every Via) is
+            // one value, with no further scan.
+            const r = folded ? parseTopVia(unfold(h.raw.slice(h.valueStart))) : commas === 0 ? parseViaValue(s, colon + 1, end) : parseTopVia(s, colon + 1, end);
             if (!r.ok) throw new Fail("bad-via", r.reason, pos);
             topVia = r.via;
           }

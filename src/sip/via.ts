@@ -184,8 +184,10 @@ export function parseTopVia(s: string, start = 0, end = s.length): ViaResult {
   // Without a comma the value is the whole line, read as one value is read
   // wherever it stands (a stray quote in it is that reader's to judge, as
   // in parseViaList): a lone value must not be refused here and taken there.
-  const comma = s.indexOf(",", start);
-  if (comma < 0 || comma >= end) return parseViaValue(s, start, end);
+  // Searched only up to `end`: `s` may be a whole message.
+  let comma = start;
+  while (comma < end && s.charCodeAt(comma) !== 44) comma++;
+  if (comma === end) return parseViaValue(s, start, end);
   const e = topLevelEnd(s, start, end);
   if (e < 0) return fail("Via: unbalanced quotes");
   return parseViaValue(s, start, e);

@@ -275,6 +275,9 @@ t.test("parseTopVia: the first value of a line, the others not read", async (tt)
   const lone = parseTopVia(stray);
   const plain = parseViaValue(stray);
   tt.ok(lone.ok && plain.ok && lone.via.branch === plain.via.branch, "a lone value: as parseViaValue reads it");
+  const longer = `${stray}\r\nFrom: "a, b" <sip:a@x>`;
+  const bounded = parseTopVia(longer, 0, stray.length);
+  tt.ok(bounded.ok && bounded.via.branch === 'z"hG4bK1', "a comma after `end` is not the line's");
   const req = ["OPTIONS sip:b@x SIP/2.0", `Via: ${stray}`, "From: <sip:a@x>;tag=1", "To: <sip:b@x>", "Call-ID: c2", "CSeq: 1 OPTIONS", "Content-Length: 0", "", ""].join("\r\n");
   const accepted = parse(req);
   tt.ok(accepted.ok);
