@@ -4,6 +4,9 @@
  *
  *   npm run bench:proxy
  *   ALLOC=1 node dist/perf/proxy-bench.js   # heap allocated per call instead
+ *   ROUTER=policy node dist/perf/proxy-bench.js   # through the Main/Standby
+ *     failover policy and the shipped device table (proxy-rules/devices.yaml),
+ *     as the edge routes with a Main and a Standby; default: priority order
  *
  * A "call" is the seven messages a proxy handles for INVITE/100/180/200/ACK/
  * BYE/200 (the 100 is the PBX's, relayed); a "registration" is REGISTER and
@@ -11,14 +14,23 @@
  * layer would hand it over; sends go to a counting stub.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { FlowTokenCodec } from "../src/edge/flow-token.js";
 import { EdgeIdentity } from "../src/edge/identity.js";
 import type { Endpoint, Listener, TransportPort } from "../src/edge/ports.js";
 import { DEFAULT_FAILOVER, Proxy } from "../src/edge/proxy.js";
-import { PriorityRouter } from "../src/edge/router.js";
+import { PolicyRouter } from "../src/edge/policy-router.js";
+import { PriorityRouter, type Router } from "../src/edge/router.js";
 import { SoftState } from "../src/edge/soft-state.js";
 import { literalResolver, makeTarget } from "../src/edge/targets.js";
+import { shippedRulesDir } from "../src/config/index.js";
+import { resolveHealthOptions } from "../src/health/options.js";
+import { TargetHealth } from "../src/health/target-health.js";
+import { compileDeviceTable, deviceTableSchema } from "../src/policy/device-table.js";
+import { FailoverPolicy } from "../src/policy/failover.js";
+import { parse as parseYaml } from "yaml";
 import { systemClock } from "../src/util/clock.js";
 import { Counters } from "../src/util/counters.js";
 import { silentLogger } from "../src/util/logger.js";
@@ -37,7 +49,17 @@ const transport: TransportPort = {
   hasFlow: () => true,
 };
 const targets = [makeTarget({ name: "main", uri: "sip:10.0.0.1:5070", priority: 1, acceptsPath: true }), makeTarget({ name: "standby", uri: "sip:10.0.0.2:5080", priority: 2, acceptsPath: true })];
-const router = new PriorityRouter(targets);
+const router: Router = process.env.ROUTER === "policy" ? policyRouter() : new PriorityRouter(targets);
+
+/** The router of a Main/Standby pair, both up, with the shipped device table. */
+function policyRouter(): Router {
+  const ho = resolveHealthOptions();
+  const [main, standby] = targets.map((t) => new TargetHealth(t.name, ho, systemClock)) as [TargetHealth, TargetHealth];
+  for (const h of [main, standby]) h.traffic({ outcome: "response", status: 200 });
+  const file = deviceTableSchema.parse(parseYaml(readFileSync(join(shippedRulesDir(), "devices.yaml"), "utf8")));
+  const policy = new FailoverPolicy({ main, standby, table: compileDeviceTable(file), clock: systemClock, options: {}, onEvent: () => {} });
+  return new PolicyRouter(policy, targets, systemClock, silentLogger);
+}
 const proxy = new Proxy({
   transport,
   identity: new EdgeIdentity([UDP], ["pbx.example.com"]),

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { LRUCache } from "lru-cache";
+import { ownString } from "../util/own-string.js";
 import type { Endpoint, TransportName } from "./ports.js";
 
 /**
@@ -64,7 +65,8 @@ export class FlowTokenCodec {
     const hit = this.verified.get(token);
     if (hit !== undefined) return { ok: true, flow: hit };
     const r = this.verify(token);
-    if (r.ok) this.verified.set(token, Object.freeze(r.flow));
+    // A copy: the token is a slice of the request's text, which the cache would keep alive.
+    if (r.ok) this.verified.set(ownString(token), Object.freeze(r.flow));
     return r;
   }
 

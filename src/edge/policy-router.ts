@@ -3,8 +3,9 @@ import type { Logger } from "pino";
 import type { Device } from "../policy/device.js";
 import type { FailoverPolicy } from "../policy/failover.js";
 import type { SipMessage } from "../sip/message.js";
-import { parseNameAddr } from "../sip/nameaddr.js";
+import { addressPart, aorOfAddress, deviceAddressLine } from "../sip/aor.js";
 import type { Clock } from "../util/clock.js";
+import { ownString } from "../util/own-string.js";
 import type { RouteDecision, RouteInput, Router } from "./router.js";
 import type { Target } from "./targets.js";
 
@@ -46,7 +47,7 @@ export class PolicyRouter implements Router {
       // phone to deliver it to.
       return { action: "reject", status: 404, reason: "Not Found", why: "request from a PBX without a flow token" };
     }
-    const device = this.deviceOf(m.get("User-Agent"), input.source.address, aorOf(m));
+    const device = this.deviceOf(m.get("User-Agent"), input.source.address, deviceAddressLine(m));
     const answer = this.policy.route(device);
     const cls = device.deviceClass.name;
     if (m.method === "REGISTER" && answer.register === "passthrough") {
@@ -87,13 +88,21 @@ export class PolicyRouter implements Router {
    * its identity: the same for every request of the device, so they are
    * cached (bounded) instead of recomputed per request. A reload builds a
    * new router (Edge.replaceRouting), so a new device table starts afresh.
+   *
+   * Keyed by agent, source and the address without its tag (a slice of
+   * the From/To text, which changes only its tag from call to call): the
+   * AoR is parsed only on a miss. The key built per request is a
+   * concatenation of slices of the datagram's text; the one the cache
+   * keeps is a copy, or every cached device would keep its datagram alive
+   * (src/util/own-string.ts).
    */
-  private deviceOf(userAgent: string | undefined, source: string, aor: string | undefined): Device {
-    const key = `${userAgent ?? ""}\n${source}\n${aor ?? ""}`;
-    let d = this.devices.get(key);
+  private deviceOf(userAgent: string | undefined, source: string, addressLine: string | undefined): Device {
+    const address = addressLine === undefined ? undefined : addressPart(addressLine);
+    const key = `${userAgent ?? ""}\n${source}\n${address ?? ""}`;
+    let d = this.devices.get(key, LOOKUP);
     if (d === undefined) {
-      d = this.policy.device({ userAgent, source, aor });
-      this.devices.set(key, d);
+      d = this.policy.device({ userAgent, source, aor: address === undefined ? undefined : aorOfAddress(address) });
+      this.devices.set(ownString(key), d, STORE);
     }
     return d;
   }
@@ -117,15 +126,9 @@ export class PolicyRouter implements Router {
   }
 }
 
-/** The device's address of record: To of a REGISTER, From of anything else. */
-function aorOf(m: SipMessage): string | undefined {
-  const v = m.get(m.method === "REGISTER" ? "To" : "From");
-  if (v === undefined) return undefined;
-  const r = parseNameAddr(v);
-  if (!r.ok) return undefined;
-  const u = r.value.uri;
-  return u.user === undefined ? `${u.scheme}:${u.host}` : `${u.scheme}:${u.user}@${u.host}`;
-}
+/** Shared options objects: without one, each lru-cache call allocates an empty default (as in src/edge/soft-state.ts). */
+const LOOKUP: LRUCache.GetOptions<string, Device, unknown> = {};
+const STORE: LRUCache.SetOptions<string, Device, unknown> = {};
 
 /**
  * Caps the expiry a registrar granted (Expires header and each Contact's

@@ -259,6 +259,8 @@ export class Proxy {
     // of this message (neither the router nor a rule's rewrite touches Via or
     // Call-ID).
     let txnKey: string | undefined;
+    // What the soft state held under txnKey when it was looked up below.
+    let known: TxnState | undefined;
     if (retry !== undefined) {
       target = retry.target;
       dest = this.d.resolver.endpoint(target);
@@ -276,6 +278,7 @@ export class Proxy {
       // REGISTER seen before is a retransmission and goes the same way.
       txnKey = SoftState.key(m.callId, m.topVia.branch);
       const st = this.d.softState.getByKey(txnKey);
+      known = st;
       if (st !== undefined) {
         dest = st.dest;
         target = st.target;
@@ -346,7 +349,7 @@ export class Proxy {
       const t = this.targetAt(dest);
       if (t !== undefined && this.d.isDown(t)) return this.reply(m, inb, 408, "Target Down");
     }
-    this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras, false, txnKey);
+    this.forwardRequest(m, inb, dest, target, branch, destFlowId, fromPhoneSide, retryState, extras, false, txnKey, known);
   }
 
   /**
@@ -399,6 +402,8 @@ export class Proxy {
     extras?: DecisionExtras,
     isFork = false,
     txnKey?: string,
+    /** With txnKey: what the soft state held under it when onRequest looked. */
+    known?: TxnState,
   ): void {
     const callerBranch = m.topVia.branch;
     const out = this.d.transport.listenerFor(dest.transport, familyOf(dest.address));
@@ -438,8 +443,9 @@ export class Proxy {
       const st: TxnState = { dest, target, branch };
       const key = txnKey ?? SoftState.key(m.callId, callerBranch);
       // A retry or a retransmission keeps what the original routing decision
-      // asked for, and the copies already forked.
-      const prev = this.d.softState.getByKey(key);
+      // asked for, and the copies already forked. Looked up once: nothing
+      // since onRequest's lookup has stored this transaction.
+      const prev = txnKey !== undefined ? known : this.d.softState.getByKey(key);
       const shape = extras?.shapeResponse ?? prev?.shapeResponse;
       if (shape !== undefined) st.shapeResponse = shape;
       const rewrite = extras?.rewrite ?? prev?.rewrite;

@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { SipMessage } from "../sip/message.js";
 import { systemClock, type Clock } from "../util/clock.js";
+import { ownString } from "../util/own-string.js";
 import type { Endpoint, Inbound } from "./ports.js";
 import type { QueuedTimeout } from "./timeout-queue.js";
 import type { Target } from "./targets.js";
@@ -175,7 +176,10 @@ export class SoftState {
   }
 
   setByKey(key: string, s: TxnState): void {
-    this.txns.set(key, s, STORE);
+    // A copy: the key is made of the Call-ID and branch as sliced from the
+    // datagram's text, and a transaction that never finishes (a failed
+    // INVITE whose ACK went elsewhere) stays until evicted.
+    this.txns.set(ownString(key), s, STORE);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { SipMessage } from "../sip/message.js";
-import { parseNameAddr } from "../sip/nameaddr.js";
+import { aorOf } from "../sip/aor.js";
 import { parse } from "../sip/parse.js";
 import { fromWire } from "../sip/wire-text.js";
 import { readAddress } from "./address.js";
@@ -243,16 +243,6 @@ function hashKeyText(f: Facts, g: TargetGroup): string {
     case undefined:
       return shown(`${f.requestUriUser() ?? ""}@${f.requestUriHost() ?? ""}`);
   }
-}
-
-/** The device's address of record, as the failover policy keys devices: To of a REGISTER, From of anything else. */
-function aorOf(message: SipMessage): string | undefined {
-  const v = message.get(message.method === "REGISTER" ? "to" : "from");
-  if (v === undefined) return undefined;
-  const r = parseNameAddr(v);
-  if (!r.ok) return undefined;
-  const u = r.value.uri;
-  return u.user === undefined ? `${u.scheme}:${u.host}` : `${u.scheme}:${u.user}@${u.host}`;
 }
 
 const MAX_LISTED_SKIPS = 20;

@@ -107,6 +107,29 @@ export function topLevelEnd(s: string, from: number, end: number, sep = 44 /* , 
   return angle ? -1 : end;
 }
 
+/**
+ * Where the second element of a list value starts: past the first
+ * top-level `sep`, past LWS and empty elements (`a,,b`); -1 when there is
+ * none, or when a quote or angle bracket is left open anywhere in the value
+ * (splitTopLevel refuses such a value whole). For removing or replacing the
+ * first element (the edge's own Via on `Via: ours, the phone's`) without
+ * building spans for the rest.
+ */
+export function secondElementStart(s: string, sep = 44 /* , */): number {
+  const n = s.length;
+  const first = topLevelEnd(s, 0, n, sep);
+  if (first < 0 || first === n) return -1;
+  let i = skipLws(s, first + 1, n);
+  while (i < n && s.charCodeAt(i) === sep) i = skipLws(s, i + 1, n);
+  if (i >= n) return -1;
+  for (let j = i; j < n; ) {
+    const e = topLevelEnd(s, j, n, sep);
+    if (e < 0) return -1;
+    j = e + 1;
+  }
+  return i;
+}
+
 function trimSpan(s: string, start: number, end: number): Span {
   start = skipLws(s, start, end);
   end = trimEndLws(s, start, end);

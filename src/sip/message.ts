@@ -1,5 +1,5 @@
 import { canonicalName } from "./headers.js";
-import { isLws, isNameAt, splitTopLevel, unfold } from "./lex.js";
+import { isLws, isNameAt, secondElementStart, splitTopLevel, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
 import { parseTopVia, parseViaList, type Via } from "./via.js";
 import type { SipUri } from "./uri.js";
@@ -268,8 +268,8 @@ export class SipMessage {
     // A line without a comma holds one value: nothing to keep after it.
     if (h.raw.indexOf(",", h.valueStart) >= 0) {
       const v = headerValue(h);
-      const spans = splitTopLevel(v);
-      if (spans !== undefined && spans.length > 1) rest = `, ${v.slice(spans[1]!.start)}`;
+      const second = secondElementStart(v);
+      if (second >= 0) rest = `, ${v.slice(second)}`;
     }
     this.headers[i] = makeHeader("via", "Via", via.raw + rest);
     this.topVia = via;
@@ -329,18 +329,13 @@ export class SipMessage {
       this.touch();
       return true;
     }
-    const v = headerValue(h);
-    const spans = splitTopLevel(v);
     // The rest of the line starts at the next non-empty element: a dangling
     // or doubled comma (`<x>,` or `<x>,,<y>`) must not leave an empty value
     // or a line that starts with a comma.
-    let next = 1;
-    while (spans !== undefined && next < spans.length && spans[next]!.start === spans[next]!.end) next++;
-    if (spans === undefined || next >= spans.length) {
-      this.headers.splice(i, 1);
-    } else {
-      this.headers[i] = makeHeader(name, wireName, v.slice(spans[next]!.start));
-    }
+    const v = headerValue(h);
+    const rest = secondElementStart(v);
+    if (rest < 0) this.headers.splice(i, 1);
+    else this.headers[i] = makeHeader(name, wireName, v.slice(rest));
     this.touch();
     return true;
   }

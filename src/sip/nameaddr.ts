@@ -72,7 +72,7 @@ export function parseNameAddr(s: string, start = 0, end = s.length): NameAddrRes
 }
 
 /** Index of the `<` that opens the URI, -1 when none, -2 for an unterminated quote. */
-function findOpenAngle(s: string, i: number, end: number): number {
+export function findOpenAngle(s: string, i: number, end: number): number {
   for (; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c === 34) {

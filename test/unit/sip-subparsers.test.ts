@@ -5,8 +5,9 @@
  * never an exception).
  */
 import t from "tap";
+import { addressPart, aorOfAddress } from "../../src/sip/aor.js";
 import { canonicalName, lookupNameAt } from "../../src/sip/headers.js";
-import { findParam, isToken, parseParams, splitTopLevel, topLevelEnd, unfold, type Param } from "../../src/sip/lex.js";
+import { findParam, isToken, parseParams, secondElementStart, splitTopLevel, topLevelEnd, unfold, type Param } from "../../src/sip/lex.js";
 import { parseContact, parseNameAddr, parseNameAddrList, quickCheckNameAddr, tagOf } from "../../src/sip/nameaddr.js";
 import { formatSipUri, hostRef, parseUri, unescape, uriParam, type SipUri } from "../../src/sip/uri.js";
 import { parseTopVia, parseViaList, parseViaValue, proxyVia, responseTarget, type Via } from "../../src/sip/via.js";
@@ -592,4 +593,48 @@ t.test("proxyVia is what parseViaValue makes of its text", async (tt) => {
     if (r.ok) tt.strictSame(v, r.via, v.raw);
   }
   tt.equal(proxyVia("TCP", "2001:db8::1", 5060, "b").raw, "SIP/2.0/TCP [2001:db8::1]:5060;branch=b;rport");
+});
+
+t.test("addressPart: a From/To value without its header parameters; aorOfAddress of it", async (t) => {
+  const cases: [string, string, string | undefined][] = [
+    ['"Alice" <sip:alice@pbx.example:5060;transport=tcp>;tag=9fx', '"Alice" <sip:alice@pbx.example:5060;transport=tcp>', "sip:alice@pbx.example"],
+    ["<sip:100@example.com>;tag=1;x=2", "<sip:100@example.com>", "sip:100@example.com"],
+    ["sip:100@example.com;tag=1", "sip:100@example.com", "sip:100@example.com"],
+    ["sip:example.com", "sip:example.com", "sip:example.com"],
+    // A tel URI has no host: its AoR is the number (it was `tel:+15551234@`).
+    ['"a>b;c" <tel:+15551234>;tag=z', '"a>b;c" <tel:+15551234>', "tel:+15551234"],
+    ['"open <sip:x@y>', '"open <sip:x@y>', undefined],
+    ["<sip:x@y;tag=1", "<sip:x@y;tag=1", undefined],
+  ];
+  for (const [value, part, aor] of cases) {
+    t.equal(addressPart(value), part, value);
+    t.equal(aorOfAddress(addressPart(value)), aor, `AoR of ${value}`);
+  }
+});
+
+t.test("secondElementStart: where the rest of a list starts, as splitTopLevel's first non-empty element after the first", async (t) => {
+  t.equal(secondElementStart("SIP/2.0/UDP a;branch=1, SIP/2.0/UDP b"), 24);
+  t.equal(secondElementStart("<sip:a>,, <sip:b>"), 10, "empty elements skipped");
+  t.equal(secondElementStart("<sip:a>,  "), -1, "a dangling comma leaves nothing");
+  t.equal(secondElementStart('<sip:a>, "open'), -1, "an open quote further on: the value cannot be split");
+  t.equal(secondElementStart('"x, y" <sip:a>'), -1, "a quoted comma separates nothing");
+  // Against splitTopLevel over every string of these characters up to length 6.
+  const alphabet = ["a", ",", '"', "<", ">", " "];
+  const reference = (s: string): number => {
+    const spans = splitTopLevel(s);
+    if (spans === undefined) return -1;
+    for (let k = 1; k < spans.length; k++) if (spans[k]!.start < spans[k]!.end) return spans[k]!.start;
+    return -1;
+  };
+  let checked = 0;
+  let wrong = 0;
+  const walk = (s: string): void => {
+    checked++;
+    if (secondElementStart(s) !== reference(s)) {
+      if (wrong++ < 5) t.fail(`differs on ${JSON.stringify(s)}`);
+    }
+    if (s.length < 6) for (const c of alphabet) walk(s + c);
+  };
+  walk("");
+  t.equal(wrong, 0, `${checked} strings`);
 });
