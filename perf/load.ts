@@ -12,7 +12,8 @@
  * test, then SIPp phones at each rate of the ladder (test/sipp/phone-call.xml,
  * then phone-register.xml), rate × step-seconds calls per step, loopback only.
  * Per step it prints the achieved rate, failed calls, the proxy's CPU µs per
- * call or REGISTER (utime+stime of its whole process tree from /proc), its
+ * call or REGISTER (utime+stime of its whole process tree from /proc, and
+ * the stime part of it apart: "of it kernel"), its
  * memory (largest PSS sum sampled, and peak RSS), and SIPp's response time
  * p50/p99. Every process it starts is stopped by PID; a watchdog ends the
  * run if a step hangs.

@@ -13,7 +13,9 @@
  * every repeat, so machine noise hits both alike; after all repeats it prints
  * the median of each figure per proxy and step, and the ratios
  * sip-edge / Kamailio of CPU per call and per REGISTER (below 1: the edge
- * spends less). Every process it starts is stopped by PID; a watchdog ends
+ * spends less), and of the same CPU without its kernel part ("user": the
+ * proxies' own code; the kernel part, system calls and the loopback delivery
+ * of what each sends, is paid for the same datagrams by both). Every process it starts is stopped by PID; a watchdog ends
  * the run if a step hangs. --trace FILE writes the per-second trace of
  * perf/load.ts (perf/lib/trace.ts) for both proxies, the PBXs and each
  * step's phone; the edge's drop and shed counts are printed at the end.
@@ -67,6 +69,7 @@ function summarize(results: readonly StepResult[], ladder: readonly Step[]): str
         fmt(medianOf(rs, (r) => r.achievedRate)),
         String(rs.reduce((n, r) => n + r.failed, 0)),
         fmt(medianOf(rs, (r) => r.cpuUsPerOp), 1),
+        fmt(medianOf(rs, (r) => r.kernelUsPerOp), 1),
         fmt(medianOf(rs, (r) => r.cpuCores), 2),
         fmt(medianOf(rs, (r) => r.pssMiB), 1),
         fmt(medianOf(rs, (r) => r.p50Ms)),
@@ -75,6 +78,11 @@ function summarize(results: readonly StepResult[], ladder: readonly Step[]): str
     }
     const edge = medianOf(per.get("edge") ?? [], (r) => r.cpuUsPerOp);
     const kam = medianOf(per.get("kamailio") ?? [], (r) => r.cpuUsPerOp);
+    // The proxies' own code: CPU outside the kernel, whose share (the same
+    // datagrams' system calls and loopback delivery) is a floor for both.
+    const user = (p: ProxyKind): number | undefined => medianOf(per.get(p) ?? [], (r) => (r.cpuUsPerOp === undefined || r.kernelUsPerOp === undefined ? undefined : r.cpuUsPerOp - r.kernelUsPerOp));
+    const edgeUser = user("edge");
+    const kamUser = user("kamailio");
     const edgeRate = medianOf(per.get("edge") ?? [], (r) => r.achievedRate);
     const kamRate = medianOf(per.get("kamailio") ?? [], (r) => r.achievedRate);
     const failed = (p: ProxyKind): number => (per.get(p) ?? []).reduce((n, r) => n + r.failed, 0);
@@ -85,19 +93,21 @@ function summarize(results: readonly StepResult[], ladder: readonly Step[]): str
       fmt(edge, 1),
       fmt(kam, 1),
       edge === undefined || kam === undefined || kam === 0 ? "-" : (edge / kam).toFixed(2),
+      `${fmt(edgeUser, 1)} / ${fmt(kamUser, 1)}`,
+      edgeUser === undefined || kamUser === undefined || kamUser <= 0 ? "-" : (edgeUser / kamUser).toFixed(2),
       edgeRate === undefined || kamRate === undefined || kamRate === 0 ? "-" : (edgeRate / kamRate).toFixed(2),
     ]);
   }
   return [
     "## Medians",
     "",
-    table(["proxy", "load", "target/s", "achieved/s", "failed (all runs)", "proxy CPU µs/op", "proxy cores", "PSS MiB", "p50 ms", "p99 ms"], rows),
+    table(["proxy", "load", "target/s", "achieved/s", "failed (all runs)", "proxy CPU µs/op", "of it kernel", "proxy cores", "PSS MiB", "p50 ms", "p99 ms"], rows),
     "",
     "## sip-edge / Kamailio",
     "",
     // A step with failures measured an overload, not the cost of the work: its
     // ratio is shown but does not compare like with like.
-    table(["load", "target/s", "failed edge / Kamailio", "edge CPU µs/op", "Kamailio CPU µs/op", "CPU ratio edge/Kamailio", "achieved-rate ratio"], ratios),
+    table(["load", "target/s", "failed edge / Kamailio", "edge CPU µs/op", "Kamailio CPU µs/op", "CPU ratio edge/Kamailio", "user µs/op edge / Kamailio", "user ratio", "achieved-rate ratio"], ratios),
   ].join("\n");
 }
 

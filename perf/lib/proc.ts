@@ -22,6 +22,8 @@ interface StatLine {
   ppid: number;
   /** utime + stime + cutime + cstime, in ticks. */
   cpuTicks: number;
+  /** stime + cstime: the part spent in the kernel (system calls, loopback delivery), in ticks. */
+  kernelTicks: number;
 }
 
 /** Fields of /proc/PID/stat after the command name, which may hold spaces and parentheses. */
@@ -39,7 +41,7 @@ function readStat(pid: number): StatLine | undefined {
   const n = (i: number): number => Number(f[i - 3] ?? 0);
   // cutime/cstime hold the CPU of children that exited and were reaped, so a
   // worker restarted mid-step is still charged to the tree.
-  return { pid, ppid: n(4), cpuTicks: n(14) + n(15) + n(16) + n(17) };
+  return { pid, ppid: n(4), cpuTicks: n(14) + n(15) + n(16) + n(17), kernelTicks: n(15) + n(17) };
 }
 
 /** The PID and every live descendant of it. */
@@ -98,6 +100,8 @@ export interface TreeSample {
   pids: number[];
   /** CPU seconds (user + system) used so far by the tree. */
   cpuS: number;
+  /** Of cpuS, the seconds in the kernel (system time). */
+  kernelS: number;
   /** Sum of PSS over the tree, bytes. */
   pssBytes: number;
   /** Largest VmHWM (peak RSS) of any process in the tree, bytes. */
@@ -107,16 +111,19 @@ export interface TreeSample {
 export function sampleTree(root: number, withMemory = true): TreeSample {
   const pids = processTree(root);
   let cpuTicks = 0;
+  let kernelTicks = 0;
   let pss = 0;
   let hwm = 0;
   for (const pid of pids) {
-    cpuTicks += readStat(pid)?.cpuTicks ?? 0;
+    const st = readStat(pid);
+    cpuTicks += st?.cpuTicks ?? 0;
+    kernelTicks += st?.kernelTicks ?? 0;
     if (withMemory) {
       pss += pssKb(pid);
       hwm = Math.max(hwm, statusKb(pid, "VmHWM"));
     }
   }
-  return { pids, cpuS: cpuTicks / clockTicks(), pssBytes: pss * 1024, hwmBytes: hwm * 1024 };
+  return { pids, cpuS: cpuTicks / clockTicks(), kernelS: kernelTicks / clockTicks(), pssBytes: pss * 1024, hwmBytes: hwm * 1024 };
 }
 
 /**

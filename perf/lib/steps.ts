@@ -23,6 +23,12 @@ export interface StepResult {
   achievedRate: number;
   /** CPU µs of the proxy's process tree per successful call or REGISTER; undefined without a proxy. */
   cpuUsPerOp: number | undefined;
+  /**
+   * Of cpuUsPerOp, the µs in the kernel: system calls and, on loopback, the
+   * delivery of each sent datagram to its receiver, which the sender pays.
+   * Both proxies pay it for the same datagrams; the rest is their own code.
+   */
+  kernelUsPerOp: number | undefined;
   /** Proxy CPU seconds over the step divided by the step's wall time (1 = one core busy). */
   cpuCores: number | undefined;
   /** Largest sum of PSS over the proxy's processes seen during the step, MiB. */
@@ -110,7 +116,7 @@ export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<St
   const calls = Math.max(1, Math.round(o.rate * o.stepSeconds));
   if (o.settlePids !== undefined && o.settlePids.length > 0) await settle(o.settlePids);
   const root = proxy.child?.pid;
-  const cpu0 = root === undefined ? undefined : sampleTree(root, false).cpuS;
+  const cpu0 = root === undefined ? undefined : sampleTree(root, false);
   const mem = root === undefined ? undefined : memorySampler(root);
   const t0 = process.hrtime.bigint();
   const phone = await startSipp({
@@ -137,9 +143,10 @@ export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<St
   o.trace?.unwatch("phone");
   o.trace?.setStep("");
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu1 = root === undefined ? undefined : sampleTree(root, false).cpuS;
+  const cpu1 = root === undefined ? undefined : sampleTree(root, false);
   const m = mem?.stop();
-  const cpuS = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0;
+  const cpuS = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1.cpuS - cpu0.cpuS;
+  const kernelS = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1.kernelS - cpu0.kernelS;
   const rtt = [...r.rttMs].sort((a, b) => a - b);
   return {
     proxy: proxy.kind,
@@ -150,6 +157,7 @@ export async function runStep(proxy: ProxyUnderTest, o: StepOptions): Promise<St
     failed: r.failed,
     achievedRate: r.elapsedS > 0 ? r.successful / r.elapsedS : 0,
     cpuUsPerOp: cpuS === undefined || r.successful === 0 ? undefined : (cpuS * 1e6) / r.successful,
+    kernelUsPerOp: kernelS === undefined || r.successful === 0 ? undefined : (kernelS * 1e6) / r.successful,
     cpuCores: cpuS === undefined ? undefined : cpuS / wallS,
     pssMiB: m === undefined ? undefined : m.maxPssBytes / MIB,
     hwmMiB: m === undefined ? undefined : m.hwmBytes / MIB,
