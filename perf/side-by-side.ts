@@ -14,9 +14,10 @@
  * the median of each figure per proxy and step, and the ratios
  * sip-edge / Kamailio of CPU per call and per REGISTER (below 1: the edge
  * spends less), and of the same CPU without its kernel part ("user": the
- * proxies' own code; the kernel part, system calls and the loopback delivery
- * of what each sends, is paid for the same datagrams by both). Every process it starts is stopped by PID; a watchdog ends
- * the run if a step hangs. --trace FILE writes the per-second trace of
+ * proxies' own code; the kernel part, system calls and the loopback
+ * delivery of what each sends, is paid for the same datagrams by both).
+ * Every process it starts is stopped by PID; a watchdog ends the run if a
+ * step hangs. --trace FILE writes the per-second trace of
  * perf/load.ts (perf/lib/trace.ts) for both proxies, the PBXs and each
  * step's phone; the edge's drop and shed counts are printed at the end.
  */

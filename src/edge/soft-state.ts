@@ -177,8 +177,8 @@ export class SoftState {
 
   setByKey(key: string, s: TxnState): void {
     // A copy: the key is made of the Call-ID and branch as sliced from the
-    // datagram's text, and a transaction that never finishes (a failed
-    // INVITE whose ACK went elsewhere) stays until evicted.
+    // datagram's text, and an entry can live long (an INVITE answered with
+    // a failure keeps its own for the ACK, until the LRU evicts it).
     this.txns.set(ownString(key), s, STORE);
   }
 
