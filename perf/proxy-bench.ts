@@ -14,7 +14,6 @@
  * layer would hand it over; sends go to a counting stub.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { FlowTokenCodec } from "../src/edge/flow-token.js";
@@ -26,11 +25,10 @@ import { PriorityRouter, type Router } from "../src/edge/router.js";
 import { SoftState } from "../src/edge/soft-state.js";
 import { literalResolver, makeTarget } from "../src/edge/targets.js";
 import { shippedRulesDir } from "../src/config/index.js";
+import { loadDeviceTable } from "../src/main.js";
 import { resolveHealthOptions } from "../src/health/options.js";
 import { TargetHealth } from "../src/health/target-health.js";
-import { compileDeviceTable, deviceTableSchema } from "../src/policy/device-table.js";
 import { FailoverPolicy } from "../src/policy/failover.js";
-import { parse as parseYaml } from "yaml";
 import { systemClock } from "../src/util/clock.js";
 import { Counters } from "../src/util/counters.js";
 import { silentLogger } from "../src/util/logger.js";
@@ -56,8 +54,9 @@ function policyRouter(): Router {
   const ho = resolveHealthOptions();
   const [main, standby] = targets.map((t) => new TargetHealth(t.name, ho, systemClock)) as [TargetHealth, TargetHealth];
   for (const h of [main, standby]) h.traffic({ outcome: "response", status: 200 });
-  const file = deviceTableSchema.parse(parseYaml(readFileSync(join(shippedRulesDir(), "devices.yaml"), "utf8")));
-  const policy = new FailoverPolicy({ main, standby, table: compileDeviceTable(file), clock: systemClock, options: {}, onEvent: () => {} });
+  const loaded = loadDeviceTable(join(shippedRulesDir(), "devices.yaml"));
+  if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
+  const policy = new FailoverPolicy({ main, standby, table: loaded.table, clock: systemClock, options: {}, onEvent: () => {} });
   return new PolicyRouter(policy, targets, systemClock, silentLogger);
 }
 const proxy = new Proxy({
