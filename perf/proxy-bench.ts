@@ -7,6 +7,8 @@
  *   ROUTER=policy node dist/perf/proxy-bench.js   # through the Main/Standby
  *     failover policy and the shipped device table (proxy-rules/devices.yaml),
  *     as the edge routes with a Main and a Standby; default: priority order
+ *   ONLY=calls|registrations node dist/perf/proxy-bench.js   # one of the
+ *     two (a --cpu-prof of one kind of traffic)
  *
  * A "call" is the seven messages a proxy handles for INVITE/100/180/200/ACK/
  * BYE/200 (the 100 is the PBX's, relayed); a "registration" is REGISTER and
@@ -173,9 +175,10 @@ if (process.env.ALLOC === "1") {
   const rounds = Number(process.env.ROUNDS ?? 3);
   const calls: number[] = [];
   const regs: number[] = [];
+  const only = process.env.ONLY;
   for (let r = 0; r < rounds; r++) {
-    calls.push(bench("call (7 messages)", oneCall));
-    regs.push(bench("registration (2 msgs)", oneRegistration));
+    if (only !== "registrations") calls.push(bench("call (7 messages)", oneCall));
+    if (only !== "calls") regs.push(bench("registration (2 msgs)", oneRegistration));
   }
   console.log(`\nmedian of ${rounds}: ${fmt(median(calls), 2)} µs per call, ${fmt(median(regs), 2)} µs per registration (node ${process.version}); ${sent} messages sent`);
 }

@@ -1,4 +1,5 @@
 import type { HeaderField } from "../sip/message.js";
+import { hasTagParam } from "../sip/nameaddr.js";
 
 /** Reason phrases for the responses the edge generates itself. */
 export const REASONS: Readonly<Record<number, string>> = {
@@ -47,7 +48,7 @@ export function buildLocalResponse(spec: LocalResponseSpec): string | undefined 
   for (const h of spec.requestHeaders) {
     if (!COPIED.has(h.name)) continue;
     if (h.name === "via") sawVia = true;
-    if (h.name === "to" && spec.toTag !== undefined && spec.status > 100 && !/;\s*tag\s*=/i.test(h.raw)) {
+    if (h.name === "to" && spec.toTag !== undefined && spec.status > 100 && !hasTagParam(h.raw, h.valueStart, h.raw.length)) {
       out += `${h.raw};tag=${spec.toTag}\r\n`;
       continue;
     }

@@ -1,8 +1,8 @@
 import { isIP } from "node:net";
 import type { Logger } from "pino";
 import type { Param } from "../sip/lex.js";
-import type { SipMessage } from "../sip/message.js";
-import { parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
+import { HeaderLine, headerValue, type HeaderField, type SipMessage } from "../sip/message.js";
+import { hasTagParam, parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
 import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
 import { proxyVia, responseTarget } from "../sip/via.js";
@@ -621,10 +621,10 @@ export class Proxy {
   }
 
   /** ACK for a non-2xx INVITE response the edge absorbed to fail over (RFC 3261 §17.1.1.3). */
-  private ackAbsorbed(m: SipMessage, st: TxnState, viaRaw: string, to: Endpoint): void {
+  private ackAbsorbed(m: SipMessage, st: TxnState, ourVia: HeaderField, to: Endpoint): void {
     const ackBase = st.ackBase;
     if (ackBase === undefined) return;
-    const lines = [`ACK ${ackBase.requestUri} SIP/2.0`, viaRaw, ...ackBase.routes, "Max-Forwards: 70"];
+    const lines = [`ACK ${ackBase.requestUri} SIP/2.0`, ourVia.raw, ...ackBase.routes, "Max-Forwards: 70"];
     for (const h of m.headers) if (h.name === "from" || h.name === "to" || h.name === "call-id") lines.push(h.raw);
     lines.push(`CSeq: ${m.cseq.seq} ACK`, "Content-Length: 0", "", "");
     this.d.transport.send(to, lines.join("\r\n"));
@@ -676,13 +676,14 @@ export class Proxy {
       this.d.counters.inc("drop.response.not-our-via");
       return;
     }
-    const ourViaRaw = m.headers[m.indexOf("via")]!.raw;
+    // Our Via line, read only to ACK an absorbed answer.
+    const ourVia = m.headers[m.indexOf("via")]!;
     m.removeTopVia();
     if (m.indexOf("via") < 0) {
       this.d.counters.inc("drop.response.no-next-via");
       return;
     }
-    if ((m.method === "INVITE" || m.method === "REGISTER") && !this.onTransactionResponse(m, ourBranch!, ourViaRaw, inb.source)) return;
+    if ((m.method === "INVITE" || m.method === "REGISTER") && !this.onTransactionResponse(m, ourBranch!, ourVia, inb.source)) return;
     const via = m.topVia;
     const transport = transportFromVia(via.transport);
     if (transport === undefined) {
@@ -705,7 +706,7 @@ export class Proxy {
    * when the response is absorbed (the request moves to another target, or
    * the response belongs to an attempt already abandoned).
    */
-  private onTransactionResponse(m: SipMessage, ourBranch: string, ourViaRaw: string, from: Endpoint): boolean {
+  private onTransactionResponse(m: SipMessage, ourBranch: string, ourVia: HeaderField, from: Endpoint): boolean {
     const key = SoftState.key(m.callId, m.topVia.branch);
     const st = this.d.softState.getByKey(key);
     if (st === undefined) return true;
@@ -717,7 +718,7 @@ export class Proxy {
       this.d.counters.inc("fork.response-absorbed");
       return false;
     }
-    if (ourBranch !== st.branch) return this.abandonedAttempt(m, st, ourViaRaw, from);
+    if (ourBranch !== st.branch) return this.abandonedAttempt(m, st, ourVia, from);
     // A worker the target answers owns the transaction, whatever the stamps say.
     if (this.d.peers !== undefined) st.heard = true;
     if (st.target !== undefined && status >= 200) {
@@ -726,7 +727,7 @@ export class Proxy {
       // Health hears the outcome at once: if it took the target down, the
       // request has already moved on (targetDown), and this answer is from
       // an attempt given up on.
-      if (st.retry !== undefined && st.retry.attempt !== attempt) return this.abandonedAttempt(m, st, ourViaRaw, from);
+      if (st.retry !== undefined && st.retry.attempt !== attempt) return this.abandonedAttempt(m, st, ourVia, from);
     }
     if (status >= 200 && status < 300) st.shapeResponse?.(m);
     if (this.isDone(m, st)) {
@@ -766,7 +767,7 @@ export class Proxy {
       this.settle(st, key);
       return true;
     }
-    if (m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
+    if (m.method === "INVITE") this.ackAbsorbed(m, st, ourVia, from);
     this.nextAttempt(key, `status-${status}`);
     return false;
   }
@@ -775,10 +776,10 @@ export class Proxy {
    * A response to an attempt we gave up on. A 2xx is relayed all the same
    * (the caller handles it like a forked answer); anything else is absorbed.
    */
-  private abandonedAttempt(m: SipMessage, st: TxnState, ourViaRaw: string, from: Endpoint): boolean {
+  private abandonedAttempt(m: SipMessage, st: TxnState, ourVia: HeaderField, from: Endpoint): boolean {
     const status = m.status;
     if (status >= 200 && status < 300) return true;
-    if (status >= 300 && m.method === "INVITE") this.ackAbsorbed(m, st, ourViaRaw, from);
+    if (status >= 300 && m.method === "INVITE") this.ackAbsorbed(m, st, ourVia, from);
     this.d.counters.inc("failover.late-response-absorbed");
     return false;
   }
@@ -822,7 +823,7 @@ export class Proxy {
     const i = m.indexOf("route");
     if (i < 0) return undefined;
     const h = m.headers[i]!;
-    const r = parseNameAddrList(h.raw.slice(h.valueStart));
+    const r = parseNameAddrList(headerValue(h));
     if (!r.ok || r.values[0] === undefined) return null;
     return r.values[0];
   }
@@ -966,9 +967,12 @@ export class Proxy {
   }
 }
 
+/** Is the request inside a dialog (a To tag, RFC 3261 §12.2)? */
 function hasToTag(m: SipMessage): boolean {
-  const to = m.get("To");
-  return to !== undefined && /;\s*tag\s*=/i.test(to);
+  const i = m.indexOf("to");
+  if (i < 0) return false;
+  const h = m.headers[i]!;
+  return h instanceof HeaderLine ? hasTagParam(h.base, h.offset + h.valueStart, h.end) : hasTagParam(h.raw, h.valueStart, h.raw.length);
 }
 
 /** A stable To tag for our own responses, so a retransmission gets the same one. */

@@ -242,9 +242,15 @@ export function findParam(params: readonly Param[], name: string): Param | undef
   return undefined;
 }
 
-/** Unfolds header continuation lines (RFC 3261 §7.3.1) and trims. */
+/**
+ * Unfolds header continuation lines (RFC 3261 §7.3.1) and trims LWS. Not
+ * String.prototype.trim: that also takes U+00A0, which in the latin1 text
+ * the parser reads is the byte 0xA0 (the last byte of a UTF-8 "à").
+ */
 export function unfold(raw: string): string {
   let v = raw;
   if (v.indexOf("\n") >= 0) v = v.replace(/\r?\n[ \t]+/g, " ");
-  return v.trim();
+  const st = skipLws(v, 0, v.length);
+  const en = trimEndLws(v, st, v.length);
+  return st === 0 && en === v.length ? v : v.slice(st, en);
 }

@@ -22,8 +22,67 @@ export interface HeaderField {
 export interface LocatedHeaderField extends HeaderField {
   /** The whole input the line was parsed from. */
   readonly base: string;
-  /** Offset of the line in `base`; -1 for a line made by a rewrite. */
+  /** Offset of the line in `base` (a line made by a rewrite is its own `base`, at 0). */
   readonly offset: number;
+  /** Offset in `base` just past the line (before its CRLF). */
+  readonly end: number;
+}
+
+/**
+ * One header line of a message: parsed (it points into the datagram's text)
+ * or made by a rewrite (it holds its own text). A parsed line's text is cut
+ * out only when something asks for `raw`: a proxy reads a handful of the
+ * dozen lines of a message, and the rest go out as part of one slice of
+ * the original (toString), so most lines never cost a string of their own.
+ */
+export class HeaderLine implements LocatedHeaderField {
+  private text: string | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly base: string,
+    readonly offset: number,
+    readonly end: number,
+    readonly valueStart: number,
+    /** The line spans continuation lines (RFC 3261 §7.3.1): its value must be unfolded. */
+    readonly folded: boolean,
+    text?: string,
+  ) {
+    this.text = text;
+  }
+
+  /** A line made by a rewrite: `Name: value`, located nowhere. */
+  static made(name: string, wireName: string, value: string): HeaderLine {
+    const raw = `${wireName}: ${value}`;
+    return new HeaderLine(name, raw, 0, raw.length, wireName.length + 1, false, raw);
+  }
+
+  get raw(): string {
+    let t = this.text;
+    if (t === undefined) {
+      t = this.base.slice(this.offset, this.end);
+      this.text = t;
+    }
+    return t;
+  }
+
+  /** The value, unfolded and trimmed: for an unfolded line one slice of `base`, no intermediate copy. */
+  value(): string {
+    if (this.folded) return unfold(this.raw.slice(this.valueStart));
+    const b = this.base;
+    let i = this.offset + this.valueStart;
+    let e = this.end;
+    while (i < e && isLws(b.charCodeAt(i))) i++;
+    while (e > i && isLws(b.charCodeAt(e - 1))) e--;
+    return b.slice(i, e);
+  }
+
+  /** Is there a ',' in the value? Bounded to the line (an indexOf on `base` would run on into the message). */
+  valueHasComma(): boolean {
+    const b = this.base;
+    for (let i = this.offset + this.valueStart, e = this.end; i < e; i++) if (b.charCodeAt(i) === 44) return true;
+    return false;
+  }
 }
 
 export interface CSeq {
@@ -169,9 +228,11 @@ export class SipMessage {
     for (let k = 0; k < h.length; k++) {
       const f = h[k]!;
       if (f.name !== name) continue;
-      const s = f.raw;
-      const n = s.length;
-      let i = f.valueStart;
+      // In place in the parsed input when the line is one line there.
+      const inPlace = f instanceof HeaderLine && !f.folded;
+      const s = inPlace ? f.base : f.raw;
+      const n = inPlace ? f.end : s.length;
+      let i = inPlace ? f.offset + f.valueStart : f.valueStart;
       while (i < n) {
         let end = s.indexOf(",", i);
         if (end < 0) end = n;
@@ -266,7 +327,7 @@ export class SipMessage {
     const h = this.headers[i]!;
     let rest = "";
     // A line without a comma holds one value: nothing to keep after it.
-    if (h.raw.indexOf(",", h.valueStart) >= 0) {
+    if (valueHasComma(h)) {
       const v = headerValue(h);
       const second = secondElementStart(v);
       if (second >= 0) rest = `, ${v.slice(second)}`;
@@ -279,7 +340,9 @@ export class SipMessage {
   private refreshTopVia(): void {
     const i = this.indexOf("via");
     if (i < 0) return;
-    const r = parseTopVia(headerValue(this.headers[i]!));
+    const h = this.headers[i]!;
+    // Read where the line is (a response's next Via, once ours is removed).
+    const r = h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
     if (r.ok) this.topVia = r.via;
   }
 
@@ -323,7 +386,7 @@ export class SipMessage {
     const i = this.indexOf(name);
     if (i < 0) return false;
     const h = this.headers[i]!;
-    if (h.raw.indexOf(",", h.valueStart) < 0) {
+    if (!valueHasComma(h)) {
       // One value on the line (nearly every Via and Route): the line goes.
       this.headers.splice(i, 1);
       this.touch();
@@ -426,12 +489,13 @@ export class SipMessage {
     }
     const n = base.length;
     for (let i = 0; i < h.length; i++) {
-      const f = h[i] as Partial<LocatedHeaderField> & HeaderField;
-      const o = f.offset;
+      const f = h[i]!;
       // Only a line from this very input, whose CRLF is in it, can be
       // copied: a line moved over from another message has another base.
-      if (f.base === base && o !== undefined && o >= 0 && o + f.raw.length + 2 <= n) {
-        const e = o + f.raw.length + 2;
+      // (Its text is not cut out for this: `end` says where it ends.)
+      if (f instanceof HeaderLine && f.base === base && f.end + 2 <= n) {
+        const o = f.offset;
+        const e = f.end + 2;
         if (o === runEnd) {
           runEnd = e;
           continue;
@@ -472,12 +536,15 @@ export class SipMessage {
 }
 
 export function headerValue(h: HeaderField): string {
-  return unfold(h.raw.slice(h.valueStart));
+  return h instanceof HeaderLine ? h.value() : unfold(h.raw.slice(h.valueStart));
+}
+
+/** Does the line's value hold a ','? (Then it may hold more than one value.) */
+function valueHasComma(h: HeaderField): boolean {
+  return h instanceof HeaderLine ? h.valueHasComma() : h.raw.indexOf(",", h.valueStart) >= 0;
 }
 
 export function makeHeader(name: string, wireName: string, value: string): HeaderField {
-  const raw = `${wireName}: ${value}`;
-  // Same shape as a parsed line (one hidden class on the hot path), located nowhere.
-  const h: LocatedHeaderField = { name, raw, valueStart: wireName.length + 1, base: "", offset: -1 };
-  return h;
+  // The class of a parsed line (one hidden class on the hot path).
+  return HeaderLine.made(name, wireName, value);
 }

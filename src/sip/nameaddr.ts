@@ -1,4 +1,4 @@
-import { findParam, isLws, isTokenChar, parseParams, skipLws, skipQuoted, splitTopLevel, type Param } from "./lex.js";
+import { equalsFoldedAt, findParam, isLws, isTokenChar, parseParams, skipLws, skipQuoted, splitTopLevel, type Param } from "./lex.js";
 import { parseUri, type SipUri } from "./uri.js";
 
 /**
@@ -119,6 +119,33 @@ export function parseContact(value: string): { ok: true; value: ContactList } | 
 export function tagOf(na: NameAddr): string | undefined {
   const p = findParam(na.params, "tag");
   return p?.value ?? undefined;
+}
+
+/**
+ * Does the From/To value `s[start..end)` carry a `tag` header parameter
+ * (RFC 3261 §19.3)? Read in place, for every request (is it in a dialog?).
+ * Only the header parameters count: after the `>` of a name-addr, after
+ * the first `;` of an addr-spec. A `;tag=` inside `<...>` is a URI
+ * parameter, and one in a quoted display name is text: neither puts the
+ * request in a dialog.
+ */
+export function hasTagParam(s: string, start: number, end: number): boolean {
+  const lt = findOpenAngle(s, start, end);
+  if (lt === -2) return false;
+  let i = start;
+  if (lt >= 0) {
+    i = s.indexOf(">", lt + 1);
+    if (i < 0 || i >= end) return false;
+  }
+  for (;;) {
+    while (i < end && s.charCodeAt(i) !== 59 /* ; */) i++;
+    if (i >= end) return false;
+    i = skipLws(s, i + 1, end);
+    if (i + 3 <= end && equalsFoldedAt(s, i, "tag") && (i + 3 === end || !isTokenChar(s.charCodeAt(i + 3)))) {
+      const j = skipLws(s, i + 3, end);
+      if (j < end && s.charCodeAt(j) === 61 /* = */) return true;
+    }
+  }
 }
 
 const NAME_ADDR_SPECIAL = new Uint8Array(256);

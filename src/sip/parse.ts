@@ -1,6 +1,6 @@
 import { canonicalName, lookupNameAt } from "./headers.js";
-import { isToken, isWs, skipLws, trimEndLws, unfold } from "./lex.js";
-import { SipMessage, type CSeq, type HeaderField, type LocatedHeaderField } from "./message.js";
+import { isToken, isWs, skipLws, trimEndLws } from "./lex.js";
+import { HeaderLine, SipMessage, type CSeq, type HeaderField } from "./message.js";
 import { parseContact, quickCheckNameAddr } from "./nameaddr.js";
 import { parseUri, type SipUri } from "./uri.js";
 import { parseTopVia, parseViaValue, type Via } from "./via.js";
@@ -93,7 +93,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   const maxHeaders = limits.maxHeaders;
   const s = typeof input === "string" ? input : input.toString("latin1");
   const n = s.length;
-  const headers: HeaderField[] = [];
+  const headers: HeaderLine[] = [];
   let isRequest: boolean | undefined;
   let method: string | undefined;
 
@@ -213,7 +213,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
         name = canonicalName(wireName);
       }
       const folded = end !== eol;
-      const h: LocatedHeaderField = { name, raw: s.slice(pos, end), valueStart: colon - pos + 1, base: s, offset: pos };
+      const h = new HeaderLine(name, s, pos, end, colon - pos + 1, folded);
       headers.push(h);
       if (headers.length > maxHeaders) throw new Fail("too-many-headers", `more than ${limits.maxHeaders} header lines`, pos);
       switch (name) {
@@ -230,7 +230,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
             // Parsed in place unless folded; of a line of several values only
             // the first. A line known to have no comma (nearly every Via) is
             // one value, with no further scan.
-            const r = folded ? parseTopVia(unfold(h.raw.slice(h.valueStart))) : commas === 0 ? parseViaValue(s, colon + 1, end) : parseTopVia(s, colon + 1, end);
+            const r = folded ? parseTopVia(h.value()) : commas === 0 ? parseViaValue(s, colon + 1, end) : parseTopVia(s, colon + 1, end);
             if (!r.ok) throw new Fail("bad-via", r.reason, pos);
             topVia = r.via;
           }
@@ -247,7 +247,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
         }
         case "call-id": {
           if (callId !== undefined) throw new Fail("duplicate-header", "more than one Call-ID", pos);
-          callId = folded ? unfold(h.raw.slice(h.valueStart)) : s.slice(skipLws(s, colon + 1, end), trimEndLws(s, colon + 1, end));
+          callId = folded ? h.value() : s.slice(skipLws(s, colon + 1, end), trimEndLws(s, colon + 1, end));
           if (callId.length === 0) throw new Fail("bad-header", "empty Call-ID", pos);
           break;
         }
@@ -269,7 +269,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
           if (name === "from") seenFrom = true;
           else seenTo = true;
-          const problem = folded ? quickCheckNameAddr(unfold(h.raw.slice(h.valueStart))) : quickCheckNameAddr(s, colon + 1, end);
+          const problem = folded ? quickCheckNameAddr(h.value()) : quickCheckNameAddr(s, colon + 1, end);
           if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
           break;
         }
@@ -289,7 +289,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       if (method === "REGISTER") {
         for (const h of headers) {
           if (h.name !== "contact") continue;
-          const r = parseContact(unfold(h.raw.slice(h.valueStart)));
+          const r = parseContact(h.value());
           if (!r.ok) throw new Fail("bad-contact", `Contact: ${r.reason}`, start);
         }
       }

@@ -434,3 +434,20 @@ t.test("a transport error relaying a response is counted and nothing else: no he
   t.equal(e.transport.sent.length, 0, "nothing sent after the errors");
   t.same(outcomes, [], "a response's error says nothing about the target");
 });
+
+t.test("a ';tag=' inside the To URI or display name is no To tag: the INVITE is initial, Record-Routed, and a local answer adds our tag", async (t) => {
+  // Regression: the dialog check was a regex over the whole To value.
+  for (const to of ["To: <sip:2001@edge.example.com;tag=uri-param>", 'To: "x;tag=y" <sip:2001@edge.example.com>']) {
+    const e = makeEdge();
+    e.deliver(INVITE.replace("To: <sip:2001@edge.example.com>", to), PHONE);
+    t.match(e.transport.take().data, /\r\nRecord-Route: </, `${to}: Record-Routed`);
+    e.deliver(INVITE.replace("To: <sip:2001@edge.example.com>", to).replace("Max-Forwards: 70", "Max-Forwards: 0"), PHONE);
+    const r = e.transport.take().data;
+    t.match(r, /^SIP\/2\.0 483 /);
+    t.ok(r.includes(`\r\n${to};tag=se`), `${to}: the 483 carries our To tag`);
+  }
+  // A real To tag, with LWS and in upper case, is one.
+  const e = makeEdge();
+  e.deliver(INVITE.replace("To: <sip:2001@edge.example.com>", "To: <sip:2001@edge.example.com> ; TAG = b7"), PHONE);
+  t.notMatch(e.transport.take().data, /Record-Route/, "in-dialog: not Record-Routed");
+});

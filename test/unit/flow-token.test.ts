@@ -55,3 +55,17 @@ t.test("a branch is the hash of branch|host|port fed in parts: the same branches
     t.equal(deriveBranch(r.message), `z9hG4bK-sE${hash96(`z9hG4bKpart|${host}|${port}`)}`, hostport);
   }
 });
+
+t.test("hash96 is the three lanes as 24 lower-case hex digits (was base 36, a runtime call per branch)", async (t) => {
+  for (const s of ["", "z9hG4bK1|192.0.2.5|5060", "x".repeat(300)]) t.match(hash96(s), /^[0-9a-f]{24}$/, JSON.stringify(s.slice(0, 20)));
+  // Lane A alone, computed here from the FNV-1a definition: the first 8 digits.
+  let a = 0x811c9dc5;
+  for (const ch of "abc") a = Math.imul(a ^ ch.charCodeAt(0), 0x01000193);
+  let h = a ^ 3;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  t.equal(hash96("abc").slice(0, 8), (h >>> 0).toString(16).padStart(8, "0"));
+});

@@ -8,7 +8,7 @@ import t from "tap";
 import { addressPart, aorOfAddress } from "../../src/sip/aor.js";
 import { canonicalName, lookupNameAt } from "../../src/sip/headers.js";
 import { findParam, isToken, parseParams, secondElementStart, splitTopLevel, topLevelEnd, unfold, type Param } from "../../src/sip/lex.js";
-import { parseContact, parseNameAddr, parseNameAddrList, quickCheckNameAddr, tagOf } from "../../src/sip/nameaddr.js";
+import { hasTagParam, parseContact, parseNameAddr, parseNameAddrList, quickCheckNameAddr, tagOf } from "../../src/sip/nameaddr.js";
 import { formatSipUri, hostRef, parseUri, unescape, uriParam, type SipUri } from "../../src/sip/uri.js";
 import { parseTopVia, parseViaList, parseViaValue, proxyVia, responseTarget, type Via } from "../../src/sip/via.js";
 import { parse } from "../../src/sip/parse.js";
@@ -637,4 +637,34 @@ t.test("secondElementStart: where the rest of a list starts, as splitTopLevel's 
   };
   walk("");
   t.equal(wrong, 0, `${checked} strings`);
+});
+
+t.test("hasTagParam: a tag among the header parameters only, as parseNameAddr finds it", async (t) => {
+  const has = (v: string) => hasTagParam(v, 0, v.length);
+  t.ok(has("<sip:a@b>;tag=1"));
+  t.ok(has("sip:a@b;tag=1"), "addr-spec: the params after the URI are the header's");
+  t.ok(has("<sip:a@b> ; TAG = 1"), "case and LWS");
+  t.ok(has('"A" <sip:a@b>;x=1;tag=2'));
+  t.notOk(has("<sip:a@b;tag=1>"), "a URI parameter");
+  t.notOk(has('"x;tag=y" <sip:a@b>'), "quoted display name");
+  t.notOk(has("<sip:a@b>;tagx=1"));
+  t.notOk(has("<sip:a@b>;x=tag"));
+  t.notOk(has("<sip:a@b>;tag"), "no value: as before, no tag");
+  t.notOk(has("<sip:a@b>"));
+  t.ok(hasTagParam("To: <sip:a@b>;tag=9\r\n", 3, 18), "bounded by end");
+  t.notOk(hasTagParam("To: <sip:a@b>\r\n;tag=9", 3, 13), "nothing past end");
+  // Against the full parser over built values.
+  let n = 0;
+  for (const dn of ["", '"x;tag=1" ', "Bob "])
+    for (const uri of ["sip:a@b", "sip:a@b;tag=u", "sip:a@b;transport=udp"])
+      for (const br of [true, false])
+        for (const ps of ["", ";tag=1", ";x=1;tag=2", ";tagged=1", " ; Tag = 3", ";x=tag"]) {
+          if (!br && (dn !== "" || uri.includes(";"))) continue;
+          const v = br ? `${dn}<${uri}>${ps}` : `${uri}${ps}`;
+          const r = parseNameAddr(v);
+          if (!r.ok) continue;
+          n++;
+          t.equal(has(v), tagOf(r.value) !== undefined, v);
+        }
+  t.ok(n > 40, `${n} values compared`);
 });
