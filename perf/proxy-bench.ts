@@ -10,13 +10,16 @@
  *   ONLY=calls|registrations node dist/perf/proxy-bench.js   # one of the
  *     two (a --cpu-prof of one kind of traffic)
  *
+ * Two builds compared in one process, turn about: perf/proxy-ab.ts.
+ *
  * A "call" is the seven messages a proxy handles for INVITE/100/180/200/ACK/
  * BYE/200 (the 100 is the PBX's, relayed); a "registration" is REGISTER and
  * its 200. Each message goes through Proxy.onMessage exactly as the transport
  * layer would hand it over; sends go to a counting stub.
  */
 import { execFileSync } from "node:child_process";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { PerformanceObserver } from "node:perf_hooks";
 import { FlowTokenCodec } from "../src/edge/flow-token.js";
 import { EdgeIdentity } from "../src/edge/identity.js";
@@ -91,7 +94,7 @@ function respond(req: string, status: string, withSdp: boolean): string {
   return `SIP/2.0 ${status}\r\n${keep.join("\r\n")}\r\n${to};tag=b\r\nContact: <sip:2001@10.0.0.1:5070>\r\n${withSdp ? "Content-Type: application/sdp\r\n" : ""}Content-Length: ${body.length}\r\n\r\n${body}`;
 }
 
-function oneCall(i: number): void {
+export function oneCall(i: number): void {
   deliver(invite(i), PHONE);
   const fwd = last;
   deliver(respond(fwd, "100 Trying", false), MAIN);
@@ -105,7 +108,7 @@ function oneCall(i: number): void {
   deliver(respond(last, "200 OK", false), MAIN);
 }
 
-function oneRegistration(i: number): void {
+export function oneRegistration(i: number): void {
   deliver(
     `REGISTER sip:pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}r;rport\r\nMax-Forwards: 70\r\nFrom: <sip:${i}@pbx.example.com>;tag=r${i}\r\nTo: <sip:${i}@pbx.example.com>\r\nCall-ID: r${i}@198.51.100.7\r\nCSeq: 1 REGISTER\r\nContact: <sip:${i}@198.51.100.7:5062>;expires=3600\r\nSupported: path\r\nUser-Agent: Bench\r\nContent-Length: 0\r\n\r\n`,
     PHONE,
@@ -164,7 +167,11 @@ async function allocation(): Promise<void> {
   obs.disconnect();
 }
 
-if (process.env.ALLOC === "1") {
+// Run, unless imported (perf/proxy-ab.ts drives two builds' oneCall and oneRegistration).
+const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (!isMain) {
+  // imported: nothing to run
+} else if (process.env.ALLOC === "1") {
   if (!process.execArgv.includes("--max-semi-space-size=1")) {
     // V8 reads the young generation's size only at start: run again with it fixed.
     execFileSync(process.execPath, ["--max-semi-space-size=1", "--min-semi-space-size=1", ...process.execArgv, process.argv[1]!], { stdio: "inherit" });

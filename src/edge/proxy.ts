@@ -691,7 +691,7 @@ export class Proxy {
       return;
     }
     const { address, port } = responseTarget(via, defaultPort(transport));
-    if (address === "255.255.255.255" || /^2(2[4-9]|3[0-9])\./.test(address)) {
+    if (address === "255.255.255.255" || isMulticastV4(address)) {
       // RFC 4475 §3.3.10: never forward a response to a broadcast/multicast address.
       this.d.counters.inc("drop.response.broadcast");
       return;
@@ -813,10 +813,11 @@ export class Proxy {
     if (!needReceived && !needRport) return;
     let value = via.raw;
     if (addRport) value += `;rport=${source.port}`;
-    else if (needRport) value = value.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${source.port}`);
+    // Where the bare rport's `=port` goes is known from parsing: no search.
+    else if (needRport) value = `${value.slice(0, via.rportAt)}=${source.port}${value.slice(via.rportAt)}`;
     if (via.received !== undefined) value = value.replace(/;\s*received\s*=\s*[^;]*/i, "");
     value += `;received=${source.address}`;
-    m.replaceTopVia({ ...via, raw: value, received: source.address, rport: needRport ? source.port : via.rport });
+    m.replaceTopVia({ ...via, raw: value, received: source.address, rport: needRport ? source.port : via.rport, rportAt: -1 });
   }
 
   private firstRoute(m: SipMessage): NameAddr | undefined | null {
@@ -973,6 +974,18 @@ function hasToTag(m: SipMessage): boolean {
   if (i < 0) return false;
   const h = m.headers[i]!;
   return h instanceof HeaderLine ? hasTagParam(h.base, h.offset + h.valueStart, h.end) : hasTagParam(h.raw, h.valueStart, h.raw.length);
+}
+
+/**
+ * 224.0.0.0/4 written as a dotted quad (a first octet of 224-239), read by
+ * character: asked of every response's destination, where a regex test cost
+ * more than the rest of the check.
+ */
+export function isMulticastV4(address: string): boolean {
+  if (address.charCodeAt(3) !== 46 /* . */ || address.charCodeAt(0) !== 50 /* 2 */) return false;
+  const d1 = address.charCodeAt(1) - 48;
+  const d2 = address.charCodeAt(2) - 48;
+  return (d1 === 2 && d2 >= 4 && d2 <= 9) || (d1 === 3 && d2 >= 0 && d2 <= 9);
 }
 
 /** A stable To tag for our own responses, so a retransmission gets the same one. */

@@ -14,6 +14,8 @@ export interface Via {
   received: string | undefined;
   /** undefined: absent; null: bare `;rport` (a request for RFC 3581); number: filled in. */
   rport: number | null | undefined;
+  /** With a bare `;rport`: the offset in `raw` just past its name, where `=port` goes (RFC 3581 §4); else -1. */
+  rportAt: number;
   /** The value's text, trimmed. */
   raw: string;
 }
@@ -131,6 +133,7 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
   let seenReceived = false;
   let rportStart = -2;
   let rportEnd = -1;
+  let rportNameEnd = -1;
   for (let k = 0; k < 4 * count; k += 4) {
     const ns = spans[k]!;
     const ne = spans[k + 1]!;
@@ -145,6 +148,7 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
     } else if (rportStart === -2 && isNameAt(s, ns, ne, "rport")) {
       rportStart = vs;
       rportEnd = ve;
+      rportNameEnd = ne;
     }
   }
   if (rportStart === -1) rport = null;
@@ -163,7 +167,7 @@ export function parseViaValue(s: string, start = 0, end = s.length): ViaResult {
   const rawStart = skipLws(s, start, end);
   return {
     ok: true,
-    via: { protocol, transport, host, port, branch, received, rport, raw: s.slice(rawStart, trimEndLws(s, rawStart, end)) },
+    via: { protocol, transport, host, port, branch, received, rport, rportAt: rport === null ? rportNameEnd - rawStart : -1, raw: s.slice(rawStart, trimEndLws(s, rawStart, end)) },
   };
 }
 
@@ -221,16 +225,8 @@ export function parseViaList(value: string): { ok: true; vias: Via[] } | { ok: f
 export function proxyVia(transport: string, host: string, port: number, branch: string): Via {
   const bare = host.charCodeAt(0) === 91 /* [ */ ? host.slice(1, -1) : host;
   const ref = bare.indexOf(":") >= 0 ? `[${bare}]` : bare;
-  return {
-    protocol: "SIP/2.0",
-    transport,
-    host: bare,
-    port,
-    branch,
-    received: undefined,
-    rport: null,
-    raw: `SIP/2.0/${transport} ${ref}:${port};branch=${branch};rport`,
-  };
+  const raw = `SIP/2.0/${transport} ${ref}:${port};branch=${branch};rport`;
+  return { protocol: "SIP/2.0", transport, host: bare, port, branch, received: undefined, rport: null, rportAt: raw.length, raw };
 }
 
 /** The address a response to this Via goes to (RFC 3261 §18.2.2, RFC 3581 §4). */

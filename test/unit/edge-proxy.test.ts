@@ -4,6 +4,7 @@
  */
 import t from "tap";
 import { deriveBranch } from "../../src/edge/branch.js";
+import { isMulticastV4 } from "../../src/edge/proxy.js";
 import { PriorityRouter } from "../../src/edge/router.js";
 import { makeTarget } from "../../src/edge/targets.js";
 import { parse } from "../../src/sip/parse.js";
@@ -450,4 +451,17 @@ t.test("a ';tag=' inside the To URI or display name is no To tag: the INVITE is 
   const e = makeEdge();
   e.deliver(INVITE.replace("To: <sip:2001@edge.example.com>", "To: <sip:2001@edge.example.com> ; TAG = b7"), PHONE);
   t.notMatch(e.transport.take().data, /Record-Route/, "in-dialog: not Record-Routed");
+});
+
+t.test("isMulticastV4 says what /^2(2[4-9]|3[0-9])\\./ said (it replaced it on the response path)", async (t) => {
+  const re = /^2(2[4-9]|3[0-9])\./;
+  let n = 0;
+  for (let a = 0; a < 256; a++)
+    for (const rest of [".0.0.1", ".255.255.255", "", ".", "x"]) {
+      const s = `${a}${rest}`;
+      if (isMulticastV4(s) !== re.test(s)) t.fail(s);
+      n++;
+    }
+  for (const s of ["2", "22", "224", "2240.0.0.1", "::1", "2001:db8::1", "224.example.com"]) t.equal(isMulticastV4(s), re.test(s), s);
+  t.ok(isMulticastV4("239.255.255.250") && !isMulticastV4("240.0.0.1") && !isMulticastV4("223.1.1.1"), `${n} compared`);
 });

@@ -668,3 +668,32 @@ t.test("hasTagParam: a tag among the header parameters only, as parseNameAddr fi
         }
   t.ok(n > 40, `${n} values compared`);
 });
+
+t.test("rportAt: where a bare rport's '=port' goes, as the regex stampTopVia used to search found it", async (t) => {
+  // Compared without LWS and case: the regex also wrote "; RPort" as ";rport".
+  const old = (raw: string) => raw.replace(/;\s*rport(?=\s*(;|$))/i, ";rport=5062").replace(/\s/g, "").toLowerCase();
+  let n = 0;
+  for (const text of [
+    "SIP/2.0/UDP 192.0.2.10;rport;branch=z9hG4bKc",
+    "SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport",
+    "SIP/2.0/UDP h;RPort;branch=z9hG4bK1",
+    "SIP / 2.0 / TCP\r\n  h.example.com : 5060 ;\r\n\tbranch = z9hG4bKi ; rport",
+    "SIP/2.0/UDP h;branch;branch=z9hG4bKl;rport;rport=7",
+    "SIP/2.0/UDP h;rports=1;rport;x=y",
+    "SIP/2.0/UDP [2001:db8::1]:5062;branch=z9hG4bK2;rport ;received=192.0.2.1",
+    "  SIP/2.0/UDP h;rport  ",
+  ]) {
+    const r = parseViaValue(text);
+    if (!r.ok || r.via.rport !== null) return t.fail(text);
+    const v = r.via;
+    t.equal(`${v.raw.slice(0, v.rportAt)}=5062${v.raw.slice(v.rportAt)}`.replace(/\s/g, "").toLowerCase(), old(v.raw), text);
+    n++;
+  }
+  const filled = parseViaValue("SIP/2.0/UDP h;rport=9;branch=z9hG4bK1");
+  t.equal(filled.ok && filled.via.rportAt, -1, "no bare rport: -1");
+  const ours = proxyVia("UDP", "192.0.2.1", 5060, "z9hG4bK-sEx");
+  t.equal(ours.raw.slice(0, ours.rportAt), ours.raw, "proxyVia: at its end, as parsing its text gives");
+  const back = parseViaValue(ours.raw);
+  t.equal(back.ok && back.via.rportAt, ours.rportAt);
+  t.equal(n, 8);
+});
