@@ -30,8 +30,6 @@ export class PolicyRouter implements Router {
   private readonly byName: ReadonlyMap<string, Target>;
   private readonly dual = new Map<string, DualOutcome>();
   private readonly devices = new LRUCache<string, Device>({ max: 50_000 });
-  /** See targetsNamed. */
-  private readonly targetsOf = new Map<readonly string[], readonly Target[]>();
 
   constructor(
     private readonly policy: FailoverPolicy,
@@ -59,7 +57,7 @@ export class PolicyRouter implements Router {
         return { action: "forward", targets: [named], why: `class ${cls}: passthrough to ${named.name}` };
       }
     }
-    const targets = this.targetsNamed(answer.targets);
+    const targets = answer.targets.map((n) => this.byName.get(n)).filter((t): t is Target => t !== undefined);
     if (targets.length === 0) return { action: "reject", status: 503, reason: "Service Unavailable", why: `class ${cls}: no usable target` };
     const inGrace = answer.graceUntil !== undefined && this.clock.now() < answer.graceUntil;
     const why = `class ${cls}: home ${answer.home}${answer.pending === undefined ? "" : `, switch to ${answer.pending.to} pending`}${inGrace ? ", in grace" : ""}`;
@@ -83,21 +81,6 @@ export class PolicyRouter implements Router {
       };
     }
     return decision;
-  }
-
-  /**
-   * The targets of a list of names. The policy hands out one list per state
-   * (FailoverPolicy.targetNames), so the last few are remembered by identity
-   * instead of mapped per request.
-   */
-  private targetsNamed(names: readonly string[]): readonly Target[] {
-    let targets = this.targetsOf.get(names);
-    if (targets === undefined) {
-      targets = Object.freeze(names.map((n) => this.byName.get(n)).filter((t): t is Target => t !== undefined));
-      if (this.targetsOf.size >= 16) this.targetsOf.clear();
-      this.targetsOf.set(names, targets);
-    }
-    return targets;
   }
 
   /**

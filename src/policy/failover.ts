@@ -146,8 +146,6 @@ export class FailoverPolicy {
   private lastNow: number;
   private wake: { at: number; handle: TimerHandle } | undefined;
   private present: ReadonlySet<MoverKey> = new Set();
-  /** See targetNames. */
-  private readonly namesByState: (readonly string[] | undefined)[] = [];
   private readonly longest = (w: SwitchWindow): number => this.longestDelay(w);
 
   constructor(d: FailoverPolicyDeps) {
@@ -198,6 +196,7 @@ export class FailoverPolicy {
     const t = this.advance(now);
     const pin = this.pins.get(device.deviceClass.name);
     const p = this.place(device, t);
+    const order: readonly Side[] = p.home === "main" ? [this.main, this.standby] : [this.standby, this.main];
     const grace =
       pin === undefined && p.home === "main" && p.movedAt !== undefined && t < p.movedAt + this.o.graceSeconds * 1000
         ? p.movedAt + this.o.graceSeconds * 1000
@@ -205,28 +204,12 @@ export class FailoverPolicy {
     return {
       device,
       home: p.home,
-      targets: this.targetNames(p.home),
+      targets: order.filter((s) => s.usable).map((s) => s.handle.name),
       register: device.deviceClass.register,
       pinned: pin !== undefined,
       pending: pin === undefined ? this.pendingOf(device, p, t) : undefined,
       graceUntil: grace,
     };
-  }
-
-  /**
-   * The usable targets' names, home first. Eight lists at most (home and
-   * each side's usability), made once each: asked for every new request,
-   * and the router recognizes a list it has seen (src/edge/policy-router.ts).
-   */
-  private targetNames(home: TargetRole): readonly string[] {
-    const k = (home === "main" ? 1 : 0) | (this.main.usable ? 2 : 0) | (this.standby.usable ? 4 : 0);
-    let names = this.namesByState[k];
-    if (names === undefined) {
-      const order: readonly Side[] = home === "main" ? [this.main, this.standby] : [this.standby, this.main];
-      names = Object.freeze(order.filter((s) => s.usable).map((s) => s.handle.name));
-      this.namesByState[k] = names;
-    }
-    return names;
   }
 
   /** The switch coming for this device if conditions hold, or undefined. */
