@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Param } from "../sip/lex.js";
 import { HeaderLine, headerValue, type HeaderField, type SipMessage } from "../sip/message.js";
 import { hasTagParam, parseNameAddrList, type NameAddr } from "../sip/nameaddr.js";
-import { DEFAULT_LIMITS, parse, type ParseLimits } from "../sip/parse.js";
+import { DEFAULT_LIMITS, parse, type ParseLimits, type ParseOptions } from "../sip/parse.js";
 import { hostRef, type SipUri } from "../sip/uri.js";
 import { proxyVia, responseTarget } from "../sip/via.js";
 import type { Clock } from "../util/clock.js";
@@ -125,9 +125,14 @@ export class Proxy {
   /** Every attempt's "no response in time" timeout (one duration, so one queue). */
   private readonly retryTimeouts: TimeoutQueue<RetryTimeout>;
   private readonly onResponseSendError = (e: { code: string }): void => this.d.counters.inc(`tx.error.${e.code}`);
+  /** How an inbound message is read, made once (ParseOptions.ownBranchPrefix: a response only as far as relaying needs). */
+  private readonly datagramRead: ParseOptions;
+  private readonly streamRead: ParseOptions;
 
   constructor(private readonly d: ProxyDeps) {
     this.limits = d.limits ?? DEFAULT_LIMITS;
+    this.datagramRead = { limits: this.limits, stream: false, ownBranchPrefix: EDGE_BRANCH_PREFIX };
+    this.streamRead = { limits: this.limits, stream: true, ownBranchPrefix: EDGE_BRANCH_PREFIX };
     this.rxRequest = new CounterFamily(d.counters, "rx.request.");
     this.rxResponse = new CounterFamily(d.counters, "rx.response.");
     this.txRequest = new CounterFamily(d.counters, "tx.request.");
@@ -148,7 +153,8 @@ export class Proxy {
       this.d.counters.inc("drop.overload.unread");
       return;
     }
-    const r = parse(inb.data, { limits: this.limits, stream: isStream(inb.source.transport) });
+    // A response is read only as far as relaying needs (our own Via unread).
+    const r = parse(inb.data, isStream(inb.source.transport) ? this.streamRead : this.datagramRead);
     if (!r.ok) {
       this.d.counters.inc(`drop.parse.${r.code}`);
       if (r.isRequest === true && r.method !== "ACK") {
@@ -670,8 +676,8 @@ export class Proxy {
   // ---- responses --------------------------------------------------------------
 
   private onResponse(m: SipMessage, inb: Inbound): void {
-    // RFC 3261 §16.7 step 3: the top Via must be ours.
-    const ourBranch = m.topVia.branch;
+    // RFC 3261 §16.7 step 3: the top Via must be ours (parse read no more of it).
+    const ourBranch = m.topViaBranch;
     if (!isEdgeBranch(ourBranch)) {
       this.d.counters.inc("drop.response.not-our-via");
       return;
@@ -681,6 +687,11 @@ export class Proxy {
     m.removeTopVia();
     if (m.indexOf("via") < 0) {
       this.d.counters.inc("drop.response.no-next-via");
+      return;
+    }
+    if (!m.topViaParses()) {
+      // Nowhere to send it (before, the stale top Via, ours, sent it back to the edge itself).
+      this.d.counters.inc("drop.response.bad-next-via");
       return;
     }
     if ((m.method === "INVITE" || m.method === "REGISTER") && !this.onTransactionResponse(m, ourBranch!, ourVia, inb.source)) return;

@@ -114,8 +114,15 @@ export class SipMessage {
   headers: HeaderField[];
   body: string;
 
-  /** The first Via value; kept current by the Via rewrites. */
-  topVia: Via;
+  /** The first Via value as parsed; undefined while it is left unread (`ownViaBranch`) or after it failed to parse. */
+  private parsedTopVia: Via | undefined;
+  /**
+   * For a response whose top Via the edge wrote itself: that Via's branch,
+   * all that parse() read of it (ParseOptions.ownBranchPrefix). The edge
+   * removes its own Via unread (RFC 3261 §16.7 step 3). Cleared whenever
+   * the top Via changes.
+   */
+  private ownViaBranch: string | undefined;
   maxForwards: number | undefined;
   readonly callId: string;
   readonly cseq: CSeq;
@@ -141,7 +148,9 @@ export class SipMessage {
     reason: string;
     headers: HeaderField[];
     body: string;
-    topVia: Via;
+    /** Undefined only with `ownViaBranch`: the top Via is then read on first use. */
+    topVia: Via | undefined;
+    ownViaBranch?: string | undefined;
     maxForwards: number | undefined;
     callId: string;
     cseq: CSeq;
@@ -159,7 +168,8 @@ export class SipMessage {
     this.reason = init.reason;
     this.headers = init.headers;
     this.body = init.body;
-    this.topVia = init.topVia;
+    this.parsedTopVia = init.topVia;
+    this.ownViaBranch = init.ownViaBranch;
     this.maxForwards = init.maxForwards;
     this.callId = init.callId;
     this.cseq = init.cseq;
@@ -173,6 +183,38 @@ export class SipMessage {
 
   get modified(): boolean {
     return this.dirty;
+  }
+
+  /** The first Via value; kept current by the Via rewrites. */
+  get topVia(): Via {
+    return this.parsedTopVia ?? this.readTopVia();
+  }
+
+  /** The top Via's branch: for the edge's own Via on a response, without parsing that Via. */
+  get topViaBranch(): string | undefined {
+    return this.ownViaBranch ?? this.topVia.branch;
+  }
+
+  /** Does the top Via parse? False after a rewrite left a malformed one on top (a response's next Via). */
+  topViaParses(): boolean {
+    return this.topVia.protocol !== "";
+  }
+
+  /**
+   * Reads a top Via parse() left unread, or one that failed to parse. What
+   * does not parse (the edge's own Via mangled on its way back, a
+   * malformed Via below it) is a Via of no protocol, known only by its
+   * branch (when it was ours) and its text; topViaParses() tells.
+   */
+  private readTopVia(): Via {
+    const i = this.indexOf("via");
+    const h = i < 0 ? undefined : this.headers[i]!;
+    const r = h === undefined ? undefined : h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
+    if (r?.ok === true) {
+      this.parsedTopVia = r.via;
+      return r.via;
+    }
+    return { protocol: "", transport: "", host: "", port: undefined, branch: this.ownViaBranch, received: undefined, rport: undefined, rportAt: -1, raw: h === undefined ? "" : headerValue(h) };
   }
 
   // ---- reading ----------------------------------------------------------
@@ -305,7 +347,7 @@ export class SipMessage {
     const value = typeof via === "string" ? via : (viaValue ?? via.raw);
     const at = this.indexOf("via");
     this.headers.splice(at < 0 ? 0 : at, 0, makeHeader("via", "Via", value));
-    if (typeof via !== "string") this.topVia = via;
+    if (typeof via !== "string") this.setTopVia(via);
     else this.refreshTopVia();
     this.touch();
   }
@@ -333,17 +375,22 @@ export class SipMessage {
       if (second >= 0) rest = `, ${v.slice(second)}`;
     }
     this.headers[i] = makeHeader("via", "Via", via.raw + rest);
-    this.topVia = via;
+    this.setTopVia(via);
     this.touch();
   }
 
+  private setTopVia(via: Via | undefined): void {
+    this.parsedTopVia = via;
+    this.ownViaBranch = undefined;
+  }
+
+  /** The new top Via, read where the line is (a response's next Via, once ours is removed); left for `topVia` to report when it does not parse. */
   private refreshTopVia(): void {
     const i = this.indexOf("via");
-    if (i < 0) return;
+    if (i < 0) return this.setTopVia(undefined);
     const h = this.headers[i]!;
-    // Read where the line is (a response's next Via, once ours is removed).
     const r = h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
-    if (r.ok) this.topVia = r.via;
+    this.setTopVia(r.ok ? r.via : undefined);
   }
 
   setMaxForwards(n: number): void {

@@ -70,6 +70,17 @@ export interface ParseOptions {
    * (RFC 3261 §18.3). On a datagram a missing Content-Length means "the rest".
    */
   stream?: boolean;
+  /**
+   * The message is read for a proxy that relays it, whose own Via branches
+   * start with this (src/edge/branch.ts): a response is then read only as
+   * far as relaying needs (RFC 3261 §16.7). A top Via whose first `branch`
+   * parameter starts with it is the proxy's own, which it removes unread:
+   * only that branch is read (`SipMessage.topViaBranch`), the rest when
+   * something asks for `topVia`. A response's From/To are not checked
+   * either: the proxy never reads them, and the client they go back to
+   * judges them. Requests are read in full as always.
+   */
+  ownBranchPrefix?: string;
 }
 
 const MAX_UINT32 = 4294967295;
@@ -172,6 +183,9 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   // message at most once.
   let nextComma = -1;
   let topVia: Via | undefined;
+  let ownViaBranch: string | undefined;
+  // `;branch=` and the prefix, searched for in a response's top Via.
+  const ownBranchMark = isRequest === false && opts.ownBranchPrefix !== undefined ? branchMark(opts.ownBranchPrefix) : undefined;
   let maxForwards: number | undefined;
   let callId: string | undefined;
   let cseq: CSeq | undefined;
@@ -226,7 +240,11 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           const commas = nextComma < end ? countChar(s, 44, nextComma, end) : 0;
           viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
-          if (topVia === undefined) {
+          if (topVia === undefined && ownViaBranch === undefined) {
+            if (ownBranchMark !== undefined && !folded) {
+              ownViaBranch = ownBranchAt(s, colon + 1, commas === 0 ? end : nextComma, ownBranchMark);
+              if (ownViaBranch !== undefined) break;
+            }
             // Parsed in place unless folded; of a line of several values only
             // the first. A line known to have no comma (nearly every Via) is
             // one value, with no further scan.
@@ -269,7 +287,8 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
           if (name === "from") seenFrom = true;
           else seenTo = true;
-          const problem = folded ? quickCheckNameAddr(h.value()) : quickCheckNameAddr(s, colon + 1, end);
+          // (A response read for relaying is not checked: see ParseOptions.ownBranchPrefix.)
+          const problem = isRequest === false && opts.ownBranchPrefix !== undefined ? undefined : folded ? quickCheckNameAddr(h.value()) : quickCheckNameAddr(s, colon + 1, end);
           if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
           break;
         }
@@ -279,7 +298,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
       pos = end + 2;
     }
     if (startFail !== undefined) throw startFail;
-    if (topVia === undefined) throw new Fail("missing-header", "no Via", start);
+    if (topVia === undefined && ownViaBranch === undefined) throw new Fail("missing-header", "no Via", start);
     if (callId === undefined) throw new Fail("missing-header", "no Call-ID", start);
     if (cseq === undefined) throw new Fail("missing-header", "no CSeq", start);
     if (!seenFrom) throw new Fail("missing-header", "no From", start);
@@ -324,7 +343,8 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     reason,
     headers,
     body: s.slice(bodyStart, bodyEnd),
-    topVia: topVia!,
+    topVia,
+    ownViaBranch,
     maxForwards,
     callId: callId!,
     cseq: cseq!,
@@ -332,6 +352,38 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
     located: { base: s, startOffset: start, bodyOffset: sawEmptyLine ? bodyStart : -1 },
   });
   return { ok: true, message, trailingBytes: n - bodyEnd };
+}
+
+/** `;branch=` and a prefix, made once per prefix rather than per response (one proxy has one prefix). */
+let markPrefix: string | undefined;
+let mark = "";
+function branchMark(prefix: string): string {
+  if (prefix !== markPrefix) {
+    markPrefix = prefix;
+    mark = `;branch=${prefix}`;
+  }
+  return mark;
+}
+
+/**
+ * The branch of the proxy's own Via in the first value of a Via line,
+ * `s[from..end)` (`end`: the line's end, or its first comma, past which
+ * the first value may not reach): where `mark` (`;branch=` and the
+ * proxy's prefix) is the first `;branch=` of the value, as written. The
+ * branch runs to the next `;`, `,` or LWS. Undefined otherwise (another
+ * party's Via, or ours written otherwise, which is then parsed in full).
+ */
+function ownBranchAt(s: string, from: number, end: number, mark: string): string | undefined {
+  const at = s.indexOf(";branch=", from);
+  if (at < 0 || at >= end || !s.startsWith(mark, at)) return undefined;
+  const st = at + 8;
+  let e = st + mark.length - 8;
+  while (e < end) {
+    const c = s.charCodeAt(e);
+    if (c === 59 || c === 44 || isWs(c)) break;
+    e++;
+  }
+  return s.slice(st, e);
 }
 
 /**

@@ -215,6 +215,34 @@ t.test("responses whose top Via is not ours, or that fail to parse, are dropped 
   t.equal(e.counters.get("drop.parse.bad-status-code"), 1);
 });
 
+t.test("a response is relayed as its UAS wrote it: From/To unchecked, our Via taken off unread", async (t) => {
+  const e = makeEdge();
+  e.deliver(INVITE, PHONE);
+  const vias = e.transport.take().data.split("\r\n").filter((l) => l.startsWith("Via:"));
+  // The PBX mangled our Via (a broken received) and sent a From that does
+  // not parse: neither is the edge's to judge, the phone gets the answer.
+  const ours = `${vias[0]!};received=[not-an-address`;
+  const resp = sip(["SIP/2.0 180 Ringing", ours, vias[1]!, 'From: "unterminated <sip:1001@edge.example.com>;tag=aa1', "To: <sip:2001@edge.example.com>;tag=bb2", "Call-ID: call-1@192.168.1.20", "CSeq: 1 INVITE", "Content-Length: 0"]);
+  e.deliver(resp, MAIN);
+  const r = e.transport.take();
+  t.same(r.dest, PHONE);
+  t.equal(r.data, resp.replace(`${ours}\r\n`, ""), "only our Via line removed");
+  t.equal(e.counters.get("drop.parse.bad-via"), 0);
+  t.equal(e.counters.get("drop.parse.bad-from-to"), 0);
+});
+
+t.test("a response whose next Via does not parse is dropped and counted, not sent back to the edge", async (t) => {
+  const e = makeEdge();
+  e.deliver(INVITE, PHONE);
+  const vias = e.transport.take().data.split("\r\n").filter((l) => l.startsWith("Via:"));
+  for (const next of ["Via: SIP/2.0/UDP [192.168.1.20:5062;branch=z9hG4bKabc123", `Via: ${vias[0]!.slice(5)}, SIP/2.0/UDP bad host;branch=z9hG4bKx`]) {
+    const resp = sip(["SIP/2.0 180 Ringing", next.includes(", ") ? next : vias[0]!, ...(next.includes(", ") ? [] : [next]), "From: <sip:1001@edge.example.com>;tag=aa1", "To: <sip:2001@edge.example.com>;tag=bb2", "Call-ID: call-1@192.168.1.20", "CSeq: 1 INVITE", "Content-Length: 0"]);
+    e.deliver(resp, MAIN);
+  }
+  t.equal(e.transport.sent.length, 0, "nothing sent anywhere");
+  t.equal(e.counters.get("drop.response.bad-next-via"), 2, "a line of its own, and a second value on our line");
+});
+
 t.test("a malformed request is answered 400 with the parse reason", async (t) => {
   const e = makeEdge();
   e.deliver(INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE"), PHONE);

@@ -632,3 +632,80 @@ t.test("a folded header value keeps its 0xA0 byte too", async (t) => {
   if (!r.ok) return t.fail(r.reason);
   t.equal(Buffer.from(r.message.get("Subject")!, "latin1").toString("utf8"), "un voilà");
 });
+
+t.test("a response read for relaying (ownBranchPrefix): our Via by its branch alone, From/To unchecked", async (t) => {
+  const OURS = "z9hG4bK-sE0123456789abcdef01234567";
+  const response = (via: string, extra: string[] = [], from = "From: <sip:a@example.com>;tag=1"): string =>
+    wire(["SIP/2.0 200 OK", via, ...extra, from, "To: <sip:b@example.com>;tag=2", "Call-ID: c1", "CSeq: 1 INVITE", "Content-Length: 0", "", ""]);
+  const relay = (text: string) => parse(text, { ownBranchPrefix: "z9hG4bK-sE" });
+  const phoneVia = "Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKphone;rport=5062;received=192.0.2.99";
+
+  await t.test("the branch is read, the rest on first use, equal to a full parse", async (t) => {
+    const text = response(`Via: SIP/2.0/UDP 198.51.100.1:5060;branch=${OURS};rport=5060`, [phoneVia]);
+    const r = relay(text);
+    const full = parse(text);
+    if (!r.ok || !full.ok) throw new Error("does not parse");
+    t.equal(r.message.topViaBranch, OURS);
+    t.same(r.message.topVia, full.message.topVia, "read on demand, the same Via");
+    t.equal(r.message.toString(), text, "untouched bytes");
+    t.equal(r.message.removeTopVia(), true);
+    t.equal(r.message.topViaParses(), true);
+    t.equal(r.message.topVia.received, "192.0.2.99", "the next Via, parsed");
+    t.equal(r.message.topViaBranch, "z9hG4bKphone");
+  });
+
+  await t.test("ours as the first value of a line of several, and ours with a suffix", async (t) => {
+    const r = relay(response(`Via: SIP/2.0/UDP 198.51.100.1:5060;branch=${OURS}.1;rport=5060 , ${phoneVia.slice(5)}`));
+    if (!r.ok) throw new Error(r.reason);
+    t.equal(r.message.topViaBranch, `${OURS}.1`);
+    r.message.removeTopVia();
+    t.equal(r.message.topVia.host, "192.0.2.10");
+  });
+
+  await t.test("another party's Via, or a branch that is not the first, is parsed in full as ever", async (t) => {
+    for (const [via, branch] of [
+      [phoneVia, "z9hG4bKphone"],
+      [`Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKother;branch=${OURS}`, "z9hG4bKother"],
+      [`Via: SIP/2.0/UDP 198.51.100.1;x="a,b";branch=${OURS}`, OURS],
+    ] as const) {
+      const r = relay(response(via));
+      if (!r.ok) throw new Error(r.reason);
+      t.equal(r.message.topViaBranch, branch, via);
+    }
+    const bad = relay(response("Via: SIP/2.0/UDP [198.51.100.1;branch=z9hG4bKother"));
+    t.equal(bad.ok, false, "not ours: a malformed Via is still refused");
+  });
+
+  await t.test("our own Via mangled on the way back: known by its branch, reported as not parsing", async (t) => {
+    const text = response(`Via: SIP/2.0/UDP [198.51.100.1;branch=${OURS}`, [phoneVia]);
+    t.equal(parse(text).ok, false, "a full parse refuses it");
+    const r = relay(text);
+    if (!r.ok) throw new Error(r.reason);
+    t.equal(r.message.topViaBranch, OURS);
+    t.equal(r.message.topViaParses(), false);
+    t.equal(r.message.topVia.branch, OURS);
+    t.equal(r.message.topVia.raw, `SIP/2.0/UDP [198.51.100.1;branch=${OURS}`);
+    r.message.removeTopVia();
+    t.equal(r.message.topViaParses(), true, "the next one does");
+  });
+
+  await t.test("a malformed Via below ours is found when ours is removed", async (t) => {
+    const r = relay(response(`Via: SIP/2.0/UDP 198.51.100.1:5060;branch=${OURS}`, ["Via: SIP/2.0/UDP bad host;branch=z9hG4bKx"]));
+    if (!r.ok) throw new Error(r.reason);
+    r.message.removeTopVia();
+    t.equal(r.message.topViaParses(), false);
+    t.equal(r.message.topVia.host, "", "no stale Via: ours is gone");
+  });
+
+  await t.test("From/To: unchecked on a response read for relaying, checked on requests and otherwise", async (t) => {
+    const badFrom = 'From: "unterminated <sip:a@example.com>;tag=1';
+    const text = response(`Via: SIP/2.0/UDP 198.51.100.1:5060;branch=${OURS}`, [], badFrom);
+    t.equal(relay(text).ok, true);
+    const plain = parse(text);
+    t.equal(plain.ok ? "ok" : plain.code, "bad-from-to");
+    const request = wire(["OPTIONS sip:b@example.com SIP/2.0", `Via: SIP/2.0/UDP 198.51.100.1:5060;branch=${OURS}`, "Max-Forwards: 70", badFrom, "To: <sip:b@example.com>", "Call-ID: c1", "CSeq: 1 OPTIONS", "Content-Length: 0", "", ""]);
+    const req = relay(request);
+    t.equal(req.ok ? "ok" : req.code, "bad-from-to", "a request is read in full");
+    t.equal(relay(wire(["SIP/2.0 200 OK", badFrom, "To: <sip:b@example.com>;tag=2", "Call-ID: c1", "CSeq: 1 INVITE", "", ""])).ok, false, "a response still needs a Via");
+  });
+});
