@@ -194,7 +194,7 @@ export class Proxy {
     if (scheme !== "sip" && scheme !== "sips" && scheme !== "tel") return this.reply(m, inb, 416);
 
     // RFC 3261 §16.3 step 5: we support no extension a proxy must understand.
-    if (m.has("Proxy-Require")) {
+    if (m.indexOf("proxy-require") >= 0) {
       const tags = m.listValues("Proxy-Require").join(", ");
       return this.reply(m, inb, 420, undefined, [`Unsupported: ${tags}`]);
     }
@@ -480,8 +480,6 @@ export class Proxy {
         }
       }
       this.d.softState.setByKey(key, st);
-      // After set(): replacing the old entry disposes it, and with it its wait.
-      if (st.retry !== undefined) this.d.softState.wait(key, st);
       this.send(m, dest, destFlowId, inb, target, callerBranch, target !== undefined, key);
       if (extras?.fork !== undefined && extras.fork.length > 0) {
         st.forks = this.forwardForks(inb, extras.fork, branch);
@@ -537,7 +535,7 @@ export class Proxy {
       // or a Standby attempt from here would be a second answer.
       this.d.counters.inc("failover.timeout-yielded");
       if (this.debug) this.d.logger.debug({ callId: SoftState.callIdOf(key) }, "request timeout yielded: another worker forwarded it first");
-      this.settle(st, key);
+      this.settle(st);
       return;
     }
     this.timedOut(key, st);
@@ -559,11 +557,10 @@ export class Proxy {
   }
 
   /** Stops failover for a transaction: it has an answer from beyond its target. */
-  private settle(st: TxnState, key: string): void {
+  private settle(st: TxnState): void {
     if (st.retry !== undefined) this.cancelRetryTimer(st.retry);
     // Not `delete`: that turns the entry into a dictionary twice its size.
     st.retry = undefined;
-    this.d.softState.unwait(key, st);
   }
 
   /**
@@ -583,7 +580,7 @@ export class Proxy {
    * with 100 Trying before it died.
    */
   targetDown(name: string): void {
-    for (const key of this.d.softState.takeWaiting(name)) {
+    for (const key of this.d.softState.waitingOn(name)) {
       const st = this.d.softState.getByKey(key);
       if (st?.retry === undefined || st.target?.name !== name) continue;
       this.d.counters.inc("failover.target-down");
@@ -601,7 +598,7 @@ export class Proxy {
     if (st === undefined || retry === undefined) return "none";
     const next = retry.rest[0];
     if (next === undefined) {
-      this.settle(st, key);
+      this.settle(st);
       this.answerOriginal(retry, why === "timeout" ? 408 : 503);
       return "exhausted";
     }
@@ -747,7 +744,7 @@ export class Proxy {
       // it is up. With peers the entry stays, trimmed: another worker that
       // forwarded a retransmission may still ask who owns it
       // (transactionStamp), and "none" would make it fail over.
-      this.settle(st, key);
+      this.settle(st);
       if (this.d.peers === undefined) {
         this.d.softState.forget(key);
       } else {
@@ -770,12 +767,12 @@ export class Proxy {
     const retryable = this.failover.retryOn.has(status) || (retry.anyFailure && status >= 300);
     if (status < 200 || !retryable) {
       // Ringing or a real answer from beyond the target: never retried.
-      this.settle(st, key);
+      this.settle(st);
       return true;
     }
     if (retry.rest.length === 0) {
       // Nothing left to try: the caller gets this final response.
-      this.settle(st, key);
+      this.settle(st);
       return true;
     }
     if (m.method === "INVITE") this.ackAbsorbed(m, st, ourVia, from);
@@ -847,6 +844,9 @@ export class Proxy {
    * different Request-URI or caller Via) derives another branch and passes.
    */
   private isLoop(m: SipMessage, branch: string): boolean {
+    // Nearly every request carries no Via of ours: one search of the text as
+    // received (the rewrites so far add no Via) instead of each Via line's.
+    if (m.raw.indexOf(EDGE_BRANCH_PREFIX) < 0) return false;
     let seen = false;
     for (const h of m.headers) {
       if (h.name !== "via") continue;

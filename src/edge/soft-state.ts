@@ -104,13 +104,6 @@ const STORE: LRUCache.SetOptions<string, TxnState, unknown> = {};
 export class SoftState {
   private readonly txns: LRUCache<string, TxnState>;
 
-  /**
-   * Transactions that may still fail over, by the target they wait on, so a
-   * target that goes down can hand them to the next one at once (a PBX that
-   * sent 100 Trying and then died would otherwise hold the call forever).
-   */
-  private readonly pending = new Map<string, Set<string>>();
-
   constructor(opts: SoftStateOptions, clock: Clock = systemClock) {
     this.txns = new LRUCache<string, TxnState>({
       max: opts.maxEntries,
@@ -122,29 +115,24 @@ export class SoftState {
       // lookup is cheaper than that.
       perf: clock,
       ttlResolution: 0,
-      // An evicted transaction is forgotten everywhere (no leak in `pending`).
-      dispose: (v, k) => this.unwait(k, v),
     });
   }
 
-  /** Records that the transaction (by its `key`) waits on `st.target` with failover possible. */
-  wait(key: string, st: TxnState): void {
-    if (st.target === undefined) return;
-    let set = this.pending.get(st.target.name);
-    if (set === undefined) this.pending.set(st.target.name, (set = new Set()));
-    set.add(key);
-  }
-
-  unwait(key: string, st: TxnState): void {
-    if (st.target !== undefined) this.pending.get(st.target.name)?.delete(key);
-  }
-
-  /** Keys of transactions waiting on a target, removed from the index. */
-  takeWaiting(target: string): string[] {
-    const set = this.pending.get(target);
-    if (set === undefined) return [];
-    this.pending.delete(target);
-    return [...set];
+  /**
+   * Keys of the transactions that wait on a target with failover still
+   * possible (`retry` set), so a target that goes down can hand them to the
+   * next one at once (a PBX that sent 100 Trying and then died would
+   * otherwise hold the call forever). Found by a walk over the soft state
+   * when a target goes down, which is rare, instead of an index kept per
+   * INVITE and REGISTER, which cost two set operations on every one.
+   */
+  waitingOn(target: string): string[] {
+    const keys: string[] = [];
+    // Keys first, then the caller acts: moving a transaction on stores it again.
+    this.txns.forEach((st, key) => {
+      if (st.retry !== undefined && st.target?.name === target) keys.push(key);
+    });
+    return keys;
   }
 
   getByKey(key: string): TxnState | undefined {

@@ -1,5 +1,5 @@
 import t from "tap";
-import { SoftState, type TxnState } from "../../src/edge/soft-state.js";
+import { SoftState, type RetryState, type TxnState } from "../../src/edge/soft-state.js";
 import { makeTarget, type Target } from "../../src/edge/targets.js";
 import { FakeClock } from "../../src/util/clock.js";
 
@@ -13,13 +13,14 @@ function entry(branch: string): TxnState {
 // expire), so the fake clock starts later, as performance.now() always is.
 const START = 1_000;
 
+/** Failover state of a transaction that may still move to another target. */
+function retryState(): RetryState {
+  return { rest: [], original: "", inbound: { data: "", source: { transport: "udp", address: "192.0.2.1", port: 5060 } } as RetryState["inbound"], attempt: 0, timer: undefined, anyFailure: false, deferrals: 0, trying: false, question: undefined };
+}
+
 /** Entries that wait on MAIN with failover possible, as the proxy records them. */
 function waiting(s: SoftState, keys: readonly string[]): void {
-  for (const k of keys) {
-    const st = entry(k);
-    s.setByKey(k, st);
-    s.wait(k, st);
-  }
+  for (const k of keys) s.setByKey(k, { ...entry(k), retry: retryState() });
 }
 
 t.test("never holds more than maxEntries: the least recently used goes first", async (t) => {
@@ -63,24 +64,35 @@ t.test("entries expire ttlMs after they were last set, on the clock given", asyn
   t.equal(clock.pending, 0, "no timer is armed for any of it");
 });
 
-t.test("an evicted or replaced transaction no longer waits on its target", async (t) => {
+t.test("the transactions waiting on a target: failover possible, still held, on that target", async (t) => {
   const s = new SoftState({ maxEntries: 2, ttlMs: 60_000 }, new FakeClock(START));
   waiting(s, ["a", "b"]);
   s.setByKey("c", entry("c"));
-  t.same(s.takeWaiting("main"), ["b"], "a was evicted, and forgotten in the index");
-  waiting(s, ["b"]);
+  t.same(s.waitingOn("main"), ["b"], "a was evicted; c may not fail over");
   s.setByKey("b", entry("b-replaced"));
-  t.same(s.takeWaiting("main"), [], "replacing b's entry dropped its wait");
-  t.same(s.takeWaiting("main"), [], "taken waits are gone");
+  t.same(s.waitingOn("main"), [], "b replaced by an entry without failover");
+  waiting(s, ["d"]);
+  t.same(s.waitingOn("standby"), [], "none waits on another target");
+  const d = s.getByKey("d")!;
+  d.retry = undefined;
+  t.same(s.waitingOn("main"), [], "settled: no longer waits");
 });
 
-t.test("forget drops an entry and its wait, but leaves the last one for the LRU", async (t) => {
+t.test("an expired transaction waits no more", async (t) => {
+  const clock = new FakeClock(START);
+  const s = new SoftState({ maxEntries: 10, ttlMs: 100 }, clock);
+  waiting(s, ["a"]);
+  clock.advance(101);
+  t.same(s.waitingOn("main"), []);
+});
+
+t.test("forget drops an entry, but leaves the last one for the LRU", async (t) => {
   const s = new SoftState({ maxEntries: 10, ttlMs: 60_000 }, new FakeClock(START));
   waiting(s, ["a", "b"]);
   s.forget("a");
   t.equal(s.peekByKey("a"), undefined, "a is gone");
   t.equal(s.size, 1);
-  t.same(s.takeWaiting("main"), ["b"], "and no longer waits");
+  t.same(s.waitingOn("main"), ["b"], "and it no longer waits");
   s.forget("b");
   t.ok(s.peekByKey("b"), "the last entry stays (lru-cache empties by clearing all its arrays)");
   s.forget("nothing");
