@@ -57,7 +57,11 @@ export class PolicyRouter implements Router {
         return { action: "forward", targets: [named], why: `class ${cls}: passthrough to ${named.name}` };
       }
     }
-    const targets = answer.targets.map((n) => this.byName.get(n)).filter((t): t is Target => t !== undefined);
+    const targets: Target[] = [];
+    for (const n of answer.targets) {
+      const t = this.byName.get(n);
+      if (t !== undefined) targets.push(t);
+    }
     if (targets.length === 0) return { action: "reject", status: 503, reason: "Service Unavailable", why: `class ${cls}: no usable target` };
     const inGrace = answer.graceUntil !== undefined && this.clock.now() < answer.graceUntil;
     const why = `class ${cls}: home ${answer.home}${answer.pending === undefined ? "" : `, switch to ${answer.pending.to} pending`}${inGrace ? ", in grace" : ""}`;

@@ -196,7 +196,12 @@ export class FailoverPolicy {
     const t = this.advance(now);
     const pin = this.pins.get(device.deviceClass.name);
     const p = this.place(device, t);
-    const order: readonly Side[] = p.home === "main" ? [this.main, this.standby] : [this.standby, this.main];
+    // Home first; asked per request, so one list, not an order filtered and mapped.
+    const first = p.home === "main" ? this.main : this.standby;
+    const second = first === this.main ? this.standby : this.main;
+    const targets: string[] = [];
+    if (first.usable) targets.push(first.handle.name);
+    if (second.usable) targets.push(second.handle.name);
     const grace =
       pin === undefined && p.home === "main" && p.movedAt !== undefined && t < p.movedAt + this.o.graceSeconds * 1000
         ? p.movedAt + this.o.graceSeconds * 1000
@@ -204,7 +209,7 @@ export class FailoverPolicy {
     return {
       device,
       home: p.home,
-      targets: order.filter((s) => s.usable).map((s) => s.handle.name),
+      targets,
       register: device.deviceClass.register,
       pinned: pin !== undefined,
       pending: pin === undefined ? this.pendingOf(device, p, t) : undefined,
@@ -214,7 +219,10 @@ export class FailoverPolicy {
 
   /** The switch coming for this device if conditions hold, or undefined. */
   pendingSwitch(device: Device, now = this.clock.now()): PendingSwitch | undefined {
-    return this.route(device, now).pending;
+    // route(device, now).pending without the rest of the answer: asked of every REGISTER's 2xx (capExpires).
+    const t = this.advance(now);
+    if (this.pins.has(device.deviceClass.name)) return undefined;
+    return this.pendingOf(device, this.place(device, t), t);
   }
 
   /**
