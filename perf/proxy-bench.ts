@@ -9,6 +9,9 @@
  *     as the edge routes with a Main and a Standby; default: priority order
  *   ONLY=calls|registrations node dist/perf/proxy-bench.js   # one of the
  *     two (a --cpu-prof of one kind of traffic)
+ *   VIAS=line node dist/perf/proxy-bench.js   # the PBX answers with its
+ *     Vias on one line, `Via: ours, the phone's`, as SIPp does; default: a
+ *     line each
  *
  * Two builds compared in one process, turn about: perf/proxy-ab.ts.
  *
@@ -86,9 +89,15 @@ const sdp = "v=0\r\no=a 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\
 function invite(i: number): string {
   return `INVITE sip:2001@pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK${i}x;rport\r\nMax-Forwards: 70\r\nFrom: "Alice" <sip:1001@pbx.example.com>;tag=a${i}\r\nTo: <sip:2001@pbx.example.com>\r\nCall-ID: c${i}@198.51.100.7\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@198.51.100.7:5062>\r\nUser-Agent: Bench\r\nContent-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`;
 }
+/** VIAS=line: a response's Vias on one line, `Via: ours, the phone's`, as SIPp answers (`[last_Via:]`). */
+const VIAS_ON_ONE_LINE = process.env.VIAS === "line";
 function respond(req: string, status: string, withSdp: boolean): string {
   const lines = req.split("\r\n");
-  const keep = lines.filter((l) => /^(Via|From|Call-ID|CSeq|Record-Route):/.test(l));
+  let keep = lines.filter((l) => /^(Via|From|Call-ID|CSeq|Record-Route):/.test(l));
+  if (VIAS_ON_ONE_LINE) {
+    const vias = keep.filter((l) => l.startsWith("Via: ")).map((l) => l.slice(5));
+    keep = [`Via: ${vias.join(", ")}`, ...keep.filter((l) => !l.startsWith("Via: "))];
+  }
   const to = lines.find((l) => l.startsWith("To:"))!;
   const body = withSdp ? sdp : "";
   return `SIP/2.0 ${status}\r\n${keep.join("\r\n")}\r\n${to};tag=b\r\nContact: <sip:2001@10.0.0.1:5070>\r\n${withSdp ? "Content-Type: application/sdp\r\n" : ""}Content-Length: ${body.length}\r\n\r\n${body}`;

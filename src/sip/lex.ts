@@ -113,11 +113,18 @@ export function topLevelEnd(s: string, from: number, end: number, sep = 44 /* , 
  * none, or when a quote or angle bracket is left open anywhere in the value
  * (splitTopLevel refuses such a value whole). For removing or replacing the
  * first element (the edge's own Via on `Via: ours, the phone's`) without
- * building spans for the rest.
+ * building spans for the rest. With `from` and `n`, of the value at
+ * `s[from..n)` in place; the position returned is then in `s` too.
  */
-export function secondElementStart(s: string, sep = 44 /* , */): number {
-  const n = s.length;
-  const first = topLevelEnd(s, 0, n, sep);
+export function secondElementStart(s: string, sep = 44 /* , */, from = 0, n = s.length): number {
+  return elementAfter(s, topLevelEnd(s, from, n, sep), n, sep);
+}
+
+/**
+ * secondElementStart, given where the first element ends (`first`, as
+ * topLevelEnd found it: -1 unbalanced, `n` no separator).
+ */
+export function elementAfter(s: string, first: number, n: number, sep = 44 /* , */): number {
   if (first < 0 || first === n) return -1;
   let i = skipLws(s, first + 1, n);
   while (i < n && s.charCodeAt(i) === sep) i = skipLws(s, i + 1, n);

@@ -1,5 +1,5 @@
 import { canonicalName } from "./headers.js";
-import { isLws, isNameAt, secondElementStart, splitTopLevel, unfold } from "./lex.js";
+import { elementAfter, isLws, isNameAt, secondElementStart, skipLws, splitTopLevel, topLevelEnd, trimEndLws, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
 import { parseTopVia, parseViaList, type Via } from "./via.js";
 import type { SipUri } from "./uri.js";
@@ -354,9 +354,19 @@ export class SipMessage {
 
   /** Removes the first Via value, even when it shares a line with others (RFC 3261 §16.7 step 3). */
   removeTopVia(): boolean {
-    const removed = this.removeFirstValue("via", "Via");
-    if (removed) this.refreshTopVia();
-    return removed;
+    const i = this.indexOf("via");
+    if (i < 0) return false;
+    const h = this.headers[i]!;
+    const restAt = this.removeFirstValueAt(i, "Via");
+    if (restAt >= 0) {
+      // The rest of the line (`Via: ours, the phone's`, as SIPp answers) is
+      // read where it was received, not from the line just made of it.
+      const r = parseTopVia((h as HeaderLine).base, restAt, (h as HeaderLine).end);
+      this.setTopVia(r.ok ? r.via : undefined);
+    } else {
+      this.refreshTopVia();
+    }
+    return true;
   }
 
   /**
@@ -432,22 +442,40 @@ export class SipMessage {
   private removeFirstValue(name: string, wireName: string): boolean {
     const i = this.indexOf(name);
     if (i < 0) return false;
+    this.removeFirstValueAt(i, wireName);
+    return true;
+  }
+
+  /**
+   * Removes the first value of line `i`. Returns where the values left on
+   * the line start in its `base` when the line was read in place (a parsed
+   * line, not folded), else -1 (the line went, or was read as a copy).
+   */
+  private removeFirstValueAt(i: number, wireName: string): number {
     const h = this.headers[i]!;
+    this.touch();
     if (!valueHasComma(h)) {
       // One value on the line (nearly every Via and Route): the line goes.
       this.headers.splice(i, 1);
-      this.touch();
-      return true;
+      return -1;
     }
     // The rest of the line starts at the next non-empty element: a dangling
     // or doubled comma (`<x>,` or `<x>,,<y>`) must not leave an empty value
-    // or a line that starts with a comma.
+    // or a line that starts with a comma. No rest: the line goes.
+    if (h instanceof HeaderLine && !h.folded) {
+      // In place: the rest is read where it was received.
+      const b = h.base;
+      const end = trimEndLws(b, h.offset + h.valueStart, h.end);
+      const rest = elementAfter(b, topLevelEnd(b, skipLws(b, h.offset + h.valueStart, end), end), end);
+      if (rest < 0) this.headers.splice(i, 1);
+      else this.headers[i] = makeHeader(h.name, wireName, b.slice(rest, end));
+      return rest;
+    }
     const v = headerValue(h);
     const rest = secondElementStart(v);
     if (rest < 0) this.headers.splice(i, 1);
-    else this.headers[i] = makeHeader(name, wireName, v.slice(rest));
-    this.touch();
-    return true;
+    else this.headers[i] = makeHeader(h.name, wireName, v.slice(rest));
+    return -1;
   }
 
   /** Appends a header line at the end of the header section. */

@@ -209,6 +209,14 @@ t.test("removeTopVia", async (tt) => {
     t2.equal(m.topVia.branch, "z9hG4bK-r");
     t2.ok(m.toString().includes("\r\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-r\r\nVia: SIP/2.0/UDP 192.0.2.10"));
   });
+  tt.test("our value with nothing usable after it: a dangling comma, or an open quote further on, takes the line", async (t2) => {
+    for (const line of ["Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-d ,  ", 'Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-d, SIP/2.0/UDP 198.51.100.7;x="open']) {
+      const m = parsed(replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", [line]));
+      m.removeTopVia();
+      t2.equal(m.topVia.branch, "z9hG4bK776asdhds", "the next line's Via is on top");
+      t2.notOk(m.toString().includes("z9hG4bK-d"), line);
+    }
+  });
   tt.test("a folded multi-value Via line", async (t2) => {
     const text = replaceLine(OK200, "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-edge-1", [
       "Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK-f1,",

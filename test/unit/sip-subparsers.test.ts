@@ -633,6 +633,13 @@ t.test("secondElementStart: where the rest of a list starts, as splitTopLevel's 
     if (secondElementStart(s) !== reference(s)) {
       if (wrong++ < 5) t.fail(`differs on ${JSON.stringify(s)}`);
     }
+    // In place: the same value inside a longer text, whose other characters
+    // (an open angle bracket before, an open quote after) must not count.
+    const inside = `<${s}"`;
+    const ref = reference(s);
+    if (secondElementStart(inside, 44, 1, 1 + s.length) !== (ref < 0 ? -1 : ref + 1)) {
+      if (wrong++ < 5) t.fail(`differs in place on ${JSON.stringify(s)}`);
+    }
     if (s.length < 6) for (const c of alphabet) walk(s + c);
   };
   walk("");
