@@ -1,7 +1,7 @@
 import { canonicalName } from "./headers.js";
 import { elementAfter, isLws, isNameAt, secondElementStart, skipLws, splitTopLevel, topLevelEnd, trimEndLws, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
-import { parseTopVia, parseViaList, type Via } from "./via.js";
+import { parseTopVia, parseViaList, type Via, type ViaResult } from "./via.js";
 import type { SipUri } from "./uri.js";
 
 /** One header line as received (continuation lines included). */
@@ -209,7 +209,7 @@ export class SipMessage {
   private readTopVia(): Via {
     const i = this.indexOf("via");
     const h = i < 0 ? undefined : this.headers[i]!;
-    const r = h === undefined ? undefined : h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
+    const r = h === undefined ? undefined : firstVia(h);
     if (r?.ok === true) {
       this.parsedTopVia = r.via;
       return r.via;
@@ -398,8 +398,7 @@ export class SipMessage {
   private refreshTopVia(): void {
     const i = this.indexOf("via");
     if (i < 0) return this.setTopVia(undefined);
-    const h = this.headers[i]!;
-    const r = h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
+    const r = firstVia(this.headers[i]!);
     this.setTopVia(r.ok ? r.via : undefined);
   }
 
@@ -608,6 +607,11 @@ export class SipMessage {
     b.write(s, 0, "latin1");
     return b;
   }
+}
+
+/** The first Via value of a Via line, read where the line is when it can be. */
+function firstVia(h: HeaderField): ViaResult {
+  return h instanceof HeaderLine && !h.folded ? parseTopVia(h.base, h.offset + h.valueStart, h.end) : parseTopVia(headerValue(h));
 }
 
 export function headerValue(h: HeaderField): string {
