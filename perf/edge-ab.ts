@@ -4,6 +4,7 @@
  * benchmark, not a test).
  *
  *   git worktree add /tmp/edge-before <commit> && (cd /tmp/edge-before && npm ci && npm run build)
+ *   (both checkouts need the native socket built, or neither: it refuses one of each)
  *   npm run build && node dist/perf/edge-ab.js --before /tmp/edge-before [--rates 2000]
  *     [--registers 5000] [--repeats 5] [--step-seconds 10]
  *     [--before-node-args '--max-semi-space-size=2'] [--after-node-args ...]
@@ -20,7 +21,9 @@
  * every process is stopped by PID; a watchdog bounds the run.
  */
 import { Command } from "commander";
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { repoRoot } from "./lib/paths.js";
 import { startEdge } from "./lib/proxies.js";
 import type { ProxyUnderTest } from "./lib/proxies.js";
 import { fmt, median, STEP_HEADER, stepRow, streamTable, table } from "./lib/report.js";
@@ -57,6 +60,12 @@ async function main(): Promise<void> {
     .parse()
     .opts<Options>();
 
+  // Without its native socket an edge runs on Node's dgram (udp.io auto),
+  // at about twice the CPU per message: that, not the change, would be measured.
+  const withNative = (root: string) => existsSync(join(root, "native", "build", "sip_udp.node"));
+  if (withNative(resolve(o.before)) !== withNative(repoRoot())) {
+    throw new Error(`only one of the two checkouts has native/build/sip_udp.node: run \`node scripts/build-native.mjs\` in ${withNative(resolve(o.before)) ? "this one" : o.before}`);
+  }
   const ladder: { kind: StepKind; rate: number }[] = [...o.rates.map((rate) => ({ kind: "call" as const, rate })), ...o.registers.map((rate) => ({ kind: "register" as const, rate }))];
   const boundS = 180 + (ladder.length * o.repeats * 2 + 40) * stepTimeoutS(o.stepSeconds);
   const run = await startRun(boundS);
