@@ -117,14 +117,7 @@ export function topLevelEnd(s: string, from: number, end: number, sep = 44 /* , 
  * `s[from..n)` in place; the position returned is then in `s` too.
  */
 export function secondElementStart(s: string, sep = 44 /* , */, from = 0, n = s.length): number {
-  return elementAfter(s, topLevelEnd(s, from, n, sep), n, sep);
-}
-
-/**
- * secondElementStart, given where the first element ends (`first`, as
- * topLevelEnd found it: -1 unbalanced, `n` no separator).
- */
-export function elementAfter(s: string, first: number, n: number, sep = 44 /* , */): number {
+  const first = topLevelEnd(s, from, n, sep);
   if (first < 0 || first === n) return -1;
   let i = skipLws(s, first + 1, n);
   while (i < n && s.charCodeAt(i) === sep) i = skipLws(s, i + 1, n);

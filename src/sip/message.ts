@@ -1,5 +1,5 @@
 import { canonicalName } from "./headers.js";
-import { elementAfter, isLws, isNameAt, secondElementStart, skipLws, splitTopLevel, topLevelEnd, trimEndLws, unfold } from "./lex.js";
+import { isLws, isNameAt, secondElementStart, skipLws, splitTopLevel, trimEndLws, unfold } from "./lex.js";
 import { parseContact, parseNameAddrList, type ContactList, type NameAddr } from "./nameaddr.js";
 import { parseTopVia, parseViaList, type Via, type ViaResult } from "./via.js";
 import type { SipUri } from "./uri.js";
@@ -358,10 +358,10 @@ export class SipMessage {
     if (i < 0) return false;
     const h = this.headers[i]!;
     const restAt = this.removeFirstValueAt(i, "Via");
-    if (restAt >= 0) {
+    if (restAt >= 0 && h instanceof HeaderLine) {
       // The rest of the line (`Via: ours, the phone's`, as SIPp answers) is
       // read where it was received, not from the line just made of it.
-      const r = parseTopVia((h as HeaderLine).base, restAt, (h as HeaderLine).end);
+      const r = parseTopVia(h.base, restAt, h.end);
       this.setTopVia(r.ok ? r.via : undefined);
     } else {
       this.refreshTopVia();
@@ -465,7 +465,7 @@ export class SipMessage {
       // In place: the rest is read where it was received.
       const b = h.base;
       const end = trimEndLws(b, h.offset + h.valueStart, h.end);
-      const rest = elementAfter(b, topLevelEnd(b, skipLws(b, h.offset + h.valueStart, end), end), end);
+      const rest = secondElementStart(b, 44, skipLws(b, h.offset + h.valueStart, end), end);
       if (rest < 0) this.headers.splice(i, 1);
       else this.headers[i] = makeHeader(h.name, wireName, b.slice(rest, end));
       return rest;

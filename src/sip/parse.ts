@@ -184,8 +184,8 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   let nextComma = -1;
   let topVia: Via | undefined;
   let ownViaBranch: string | undefined;
-  // `;branch=` and the prefix, searched for in a response's top Via.
-  const ownBranchMark = isRequest === false && opts.ownBranchPrefix !== undefined ? branchMark(opts.ownBranchPrefix) : undefined;
+  // A response read for relaying (ParseOptions.ownBranchPrefix): our top Via by its branch, no From/To check.
+  const relayPrefix = isRequest === false ? opts.ownBranchPrefix : undefined;
   let maxForwards: number | undefined;
   let callId: string | undefined;
   let cseq: CSeq | undefined;
@@ -241,8 +241,8 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           viaCount += 1 + commas;
           if (viaCount > limits.maxVias) throw new Fail("too-many-vias", `more than ${limits.maxVias} Via values`, pos);
           if (topVia === undefined && ownViaBranch === undefined) {
-            if (ownBranchMark !== undefined && !folded) {
-              ownViaBranch = ownBranchAt(s, colon + 1, commas === 0 ? end : nextComma, ownBranchMark);
+            if (relayPrefix !== undefined && !folded) {
+              ownViaBranch = ownBranchAt(s, colon + 1, commas === 0 ? end : nextComma, relayPrefix);
               if (ownViaBranch !== undefined) break;
             }
             // Parsed in place unless folded; of a line of several values only
@@ -287,8 +287,7 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
           if (name === "from" ? seenFrom : seenTo) throw new Fail("duplicate-header", `more than one ${name === "from" ? "From" : "To"}`, pos);
           if (name === "from") seenFrom = true;
           else seenTo = true;
-          // (A response read for relaying is not checked: see ParseOptions.ownBranchPrefix.)
-          const problem = isRequest === false && opts.ownBranchPrefix !== undefined ? undefined : folded ? quickCheckNameAddr(h.value()) : quickCheckNameAddr(s, colon + 1, end);
+          const problem = relayPrefix !== undefined ? undefined : folded ? quickCheckNameAddr(h.value()) : quickCheckNameAddr(s, colon + 1, end);
           if (problem !== undefined) throw new Fail("bad-from-to", `${name === "from" ? "From" : "To"}: ${problem}`, pos);
           break;
         }
@@ -354,30 +353,19 @@ export function parse(input: Buffer | string, opts: ParseOptions = {}): ParseRes
   return { ok: true, message, trailingBytes: n - bodyEnd };
 }
 
-/** `;branch=` and a prefix, made once per prefix rather than per response (one proxy has one prefix). */
-let markPrefix: string | undefined;
-let mark = "";
-function branchMark(prefix: string): string {
-  if (prefix !== markPrefix) {
-    markPrefix = prefix;
-    mark = `;branch=${prefix}`;
-  }
-  return mark;
-}
-
 /**
  * The branch of the proxy's own Via in the first value of a Via line,
  * `s[from..end)` (`end`: the line's end, or its first comma, past which
- * the first value may not reach): where `mark` (`;branch=` and the
- * proxy's prefix) is the first `;branch=` of the value, as written. The
- * branch runs to the next `;`, `,` or LWS. Undefined otherwise (another
- * party's Via, or ours written otherwise, which is then parsed in full).
+ * the first value may not reach): where the first `;branch=` of the value,
+ * as written, starts with the proxy's `prefix`. The branch runs to the
+ * next `;`, `,` or LWS. Undefined otherwise (another party's Via, or ours
+ * written otherwise, which is then parsed in full).
  */
-function ownBranchAt(s: string, from: number, end: number, mark: string): string | undefined {
+function ownBranchAt(s: string, from: number, end: number, prefix: string): string | undefined {
   const at = s.indexOf(";branch=", from);
-  if (at < 0 || at >= end || !s.startsWith(mark, at)) return undefined;
   const st = at + 8;
-  let e = st + mark.length - 8;
+  if (at < 0 || at >= end || !s.startsWith(prefix, st)) return undefined;
+  let e = st + prefix.length;
   while (e < end) {
     const c = s.charCodeAt(e);
     if (c === 59 || c === 44 || isWs(c)) break;
